@@ -1,0 +1,1 @@
+"""The HTTP gateway: it validates commands, writes rows and answers. It never calls a marketplace."""

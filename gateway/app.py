@@ -1,0 +1,59 @@
+"""The FastAPI application: middleware, problem handlers, routers, and the services' lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
+from gateway.problems import install_problem_handlers
+from gateway.routers import auth, health
+from gateway.services import build_services
+from ops.settings import Settings
+
+# Multipart carries images of up to 10 MB plus form overhead.
+MULTIPART_LIMIT = 11 * 1024 * 1024
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="Stoflow API",
+        version="1.0.0",
+        description=(
+            "Write a product once; Stoflow publishes it to Vinted, eBay and Etsy. Errors are RFC 9457 "
+            "problem documents with a machine-readable `code`."
+        ),
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(auth.router)
+
+    # Outermost last: context/logging wraps everything, so even a refused body is logged with an id.
+    app.add_middleware(
+        BodyLimitMiddleware, json_limit=settings.max_json_body_bytes, multipart_limit=MULTIPART_LIMIT
+    )
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match", "X-Request-Id"],
+            expose_headers=["ETag", "Retry-After", "X-Request-Id", "Location"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,151 @@
+"""Request-scoped dependencies: the unit of work, the caller, and the tenant-scoped session.
+
+`UnitOfWorkRoute` owns the transaction of every `/api` request: it opens one session, runs the handler,
+commits when the answer is a success and rolls back otherwise, and applies `Idempotency-Key`. Handlers
+only flush. Tenant scoping happens in exactly one place, `tenant_session`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import idempotency
+from gateway.problems import ProblemError
+from gateway.services import GatewayServices
+from gateway.tokens import InvalidToken
+from persistence.accounts import login_session_usable
+from persistence.tenancy import scope_to_tenant, tenant_schema
+
+_BEARER = {"WWW-Authenticate": "Bearer"}
+
+
+def services_of(request: Request) -> GatewayServices:
+    services: GatewayServices = request.app.state.services
+    return services
+
+
+Services = Annotated[GatewayServices, Depends(services_of)]
+
+
+def request_session(request: Request) -> AsyncSession:
+    """The unit of work's session (public schema; see `tenant_session` for tenant data)."""
+    session: AsyncSession = request.state.session
+    return session
+
+
+PublicSession = Annotated[AsyncSession, Depends(request_session)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    tenant_id: int
+    role: str
+
+
+def _bearer_token(request: Request) -> str:
+    header = request.headers.get("Authorization")
+    if header is None:
+        raise ProblemError(401, "not_authenticated", "Authentication required.", headers=_BEARER)
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ProblemError(401, "not_authenticated", "A Bearer token is required.", headers=_BEARER)
+    return token.strip()
+
+
+async def current_principal(request: Request, services: Services, session: PublicSession) -> Principal:
+    token = _bearer_token(request)
+    try:
+        claims = services.tokens.decode_access(token)
+    except InvalidToken:
+        raise ProblemError(401, "invalid_token", "The access token is not valid.", headers=_BEARER) from None
+    if not await login_session_usable(session, claims.session_id, claims.user_id):
+        raise ProblemError(401, "invalid_token", "The access token was revoked.", headers=_BEARER)
+    structlog.contextvars.bind_contextvars(tenant_id=claims.tenant_id, user_id=claims.user_id)
+    return Principal(user_id=claims.user_id, tenant_id=claims.tenant_id, role=claims.role)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def tenant_session(principal: CurrentPrincipal, services: Services, request: Request) -> AsyncSession:
+    """The unit of work's session, scoped to the caller's tenant schema for the rest of the request."""
+    session = request_session(request)
+    await scope_to_tenant(session, tenant_schema(services.settings.tenant_schema_prefix, principal.tenant_id))
+    return session
+
+
+TenantSession = Annotated[AsyncSession, Depends(tenant_session)]
+
+
+def _idempotency_tenant(request: Request, services: GatewayServices) -> int | None:
+    """The tenant a valid access token names, or None (the handler will then answer 401)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    try:
+        return services.tokens.decode_access(token.strip()).tenant_id
+    except InvalidToken:
+        return None
+
+
+class UnitOfWorkRoute(APIRoute):
+    """One transaction per request, committed in one place."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def run_in_unit_of_work(request: Request) -> Response:
+            services = services_of(request)
+            async with services.db.session_factory() as session:
+                request.state.session = session
+                try:
+                    response = await _run_idempotent(request, services, session, handler)
+                    if response.status_code < 400:
+                        await session.commit()
+                    else:
+                        await session.rollback()
+                    return response
+                except BaseException:
+                    await session.rollback()
+                    raise
+
+        return run_in_unit_of_work
+
+
+async def _run_idempotent(
+    request: Request,
+    services: GatewayServices,
+    session: AsyncSession,
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Response:
+    raw_key = request.headers.get(idempotency.HEADER)
+    if raw_key is None or request.method not in idempotency.MUTATING_METHODS:
+        return await handler(request)
+    key = idempotency.parse_key(raw_key)
+    tenant_id = _idempotency_tenant(request, services)
+    if tenant_id is None:
+        return await handler(request)
+    scope = idempotency.IdempotencyScope(
+        tenant_id=tenant_id,
+        method=request.method,
+        path=request.url.path,
+        key=key,
+        fingerprint=await idempotency.request_fingerprint(request),
+    )
+    await idempotency.lock_key(session, scope)
+    replay = await idempotency.find_replay(session, scope)
+    if replay is not None:
+        return replay
+    response = await handler(request)
+    if 200 <= response.status_code < 300:
+        await idempotency.remember(session, scope, response)
+    return response

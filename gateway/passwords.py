@@ -1,0 +1,26 @@
+"""bcrypt hashing off the event loop, with a dummy hash so unknown emails cost the same as wrong passwords."""
+
+from __future__ import annotations
+
+import asyncio
+
+import bcrypt
+
+
+class PasswordHasher:
+    def __init__(self, rounds: int) -> None:
+        self._rounds = rounds
+        # Verified against when the email is unknown, so both failures take one bcrypt check.
+        self._dummy_hash = bcrypt.hashpw(b"stoflow-dummy-password", bcrypt.gensalt(rounds))
+
+    async def hash(self, password: str) -> str:
+        hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), bcrypt.gensalt(self._rounds))
+        return hashed.decode()
+
+    async def verify(self, password: str, password_hash: str | None) -> bool:
+        """Check a password; with no hash (unknown user) spend the same time and answer False."""
+        candidate = password.encode()
+        if password_hash is None:
+            await asyncio.to_thread(bcrypt.checkpw, candidate, self._dummy_hash)
+            return False
+        return await asyncio.to_thread(bcrypt.checkpw, candidate, password_hash.encode())

@@ -1,0 +1,54 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from sqlalchemy import text
+
+from gateway.dependencies import Services
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """The process is alive (no dependency is checked)."""
+    return {"status": "ok"}
+
+
+async def _check_postgres(services: Services) -> str:
+    try:
+        async with asyncio.timeout(2), services.db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:  # any failure means "not ready"
+        return "unavailable"
+    return "ok"
+
+
+async def _check_redis(services: Services) -> str:
+    try:
+        async with asyncio.timeout(2):
+            await services.redis.ping()
+    except Exception:  # any failure means "not ready"
+        return "unavailable"
+    return "ok"
+
+
+@router.get("/ready", responses={503: {"description": "PostgreSQL or Redis does not answer."}})
+async def ready(services: Services) -> JSONResponse:
+    """PostgreSQL and Redis both answer."""
+    postgres, redis = await asyncio.gather(_check_postgres(services), _check_redis(services))
+    checks = {"postgres": postgres, "redis": redis}
+    if all(state == "ok" for state in checks.values()):
+        return JSONResponse({"status": "ok", "checks": checks})
+    return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

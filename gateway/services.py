@@ -1,0 +1,53 @@
+"""What the gateway builds once at start-up and every request shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from redis.asyncio import Redis
+
+from gateway.login_throttle import LoginThrottle
+from gateway.passwords import PasswordHasher
+from gateway.tokens import TokenService
+from ops.settings import Settings
+from persistence.database import Database, connect_database
+
+
+@dataclass
+class GatewayServices:
+    settings: Settings
+    db: Database
+    redis: Redis
+    tokens: TokenService
+    passwords: PasswordHasher
+    login_throttle: LoginThrottle
+
+    async def close(self) -> None:
+        await self.db.dispose()
+        await self.redis.aclose()
+
+
+def build_services(settings: Settings) -> GatewayServices:
+    redis = Redis.from_url(
+        settings.required_redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
+    )
+    return GatewayServices(
+        settings=settings,
+        db=connect_database(
+            settings.async_database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        ),
+        redis=redis,
+        tokens=TokenService(
+            settings.jwt_secret_key.get_secret_value(),
+            settings.jwt_algorithm,
+            access_ttl=timedelta(minutes=settings.jwt_expire_minutes),
+            refresh_ttl=timedelta(days=settings.refresh_expire_days),
+        ),
+        passwords=PasswordHasher(settings.bcrypt_rounds),
+        login_throttle=LoginThrottle(
+            redis, settings.login_max_failures, settings.login_failure_window_seconds
+        ),
+    )

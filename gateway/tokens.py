@@ -1,0 +1,124 @@
+"""JWT access and refresh tokens: algorithm pinned, `exp` required, `type` checked."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import jwt
+
+TokenType = Literal["access", "refresh"]
+
+
+class InvalidToken(Exception):
+    """The token is malformed, forged, expired or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: int
+    tenant_id: int
+    role: str
+    session_id: uuid.UUID
+    jti: str
+
+
+@dataclass(frozen=True)
+class RefreshClaims:
+    user_id: int
+    session_id: uuid.UUID
+    jti: uuid.UUID
+
+
+@dataclass(frozen=True)
+class IssuedRefresh:
+    token: str
+    jti: uuid.UUID
+    expires_at: datetime
+
+
+class TokenService:
+    """Issue and verify tokens with one secret and one algorithm."""
+
+    def __init__(self, secret: str, algorithm: str, access_ttl: timedelta, refresh_ttl: timedelta) -> None:
+        self._secret = secret
+        self._algorithm = algorithm
+        self.access_ttl = access_ttl
+        self.refresh_ttl = refresh_ttl
+
+    def issue_access(self, *, user_id: int, tenant_id: int, role: str, session_id: uuid.UUID) -> str:
+        now = datetime.now(UTC)
+        claims = {
+            "sub": str(user_id),
+            "tenant_id": tenant_id,
+            "role": role,
+            "type": "access",
+            "sid": str(session_id),
+            "iat": now,
+            "exp": now + self.access_ttl,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._secret, algorithm=self._algorithm)
+
+    def issue_refresh(self, *, user_id: int, session_id: uuid.UUID) -> IssuedRefresh:
+        now = datetime.now(UTC)
+        jti = uuid.uuid4()
+        expires_at = now + self.refresh_ttl
+        claims = {
+            "sub": str(user_id),
+            "type": "refresh",
+            "sid": str(session_id),
+            "iat": now,
+            "exp": expires_at,
+            "jti": str(jti),
+        }
+        return IssuedRefresh(jwt.encode(claims, self._secret, algorithm=self._algorithm), jti, expires_at)
+
+    def _decode(self, token: str, expected: TokenType) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[self._algorithm],
+                options={"require": ["exp", "iat", "sub", "type", "jti", "sid"]},
+            )
+        except jwt.PyJWTError as error:
+            raise InvalidToken(str(error)) from error
+        if claims.get("type") != expected:
+            raise InvalidToken(f"expected a {expected} token")
+        return claims
+
+    def decode_access(self, token: str) -> AccessClaims:
+        claims = self._decode(token, "access")
+        tenant_id = claims.get("tenant_id")
+        if type(tenant_id) is not int or tenant_id <= 0:
+            raise InvalidToken("tenant_id must be a positive integer")
+        return AccessClaims(
+            user_id=_user_id(claims),
+            tenant_id=tenant_id,
+            role=str(claims.get("role", "")),
+            session_id=_uuid(claims["sid"]),
+            jti=str(claims["jti"]),
+        )
+
+    def decode_refresh(self, token: str) -> RefreshClaims:
+        claims = self._decode(token, "refresh")
+        return RefreshClaims(
+            user_id=_user_id(claims), session_id=_uuid(claims["sid"]), jti=_uuid(claims["jti"])
+        )
+
+
+def _user_id(claims: dict[str, Any]) -> int:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.isdigit():
+        raise InvalidToken("sub must be a user id")
+    return int(sub)
+
+
+def _uuid(value: object) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as error:
+        raise InvalidToken("malformed id claim") from error

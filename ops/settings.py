@@ -1,0 +1,97 @@
+"""Typed settings read from the environment (see DESIGN.md, Configuration).
+
+Build one `Settings` at each entry point and pass it down; nothing reads the environment elsewhere.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in production
+DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me-0123456789abcdef"  # noqa: S105 - refused in production
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform, with development defaults."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    stoflow_env: Literal["development", "test", "production"] = "development"
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    jwt_secret_key: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_expire_minutes: int = Field(1440, ge=1)
+    refresh_expire_days: int = Field(7, ge=1)
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
+
+    default_tier: str = "free"
+    tenant_schema_prefix: str = Field("user_", pattern=r"^[a-z_][a-z0-9_]{0,30}$")
+    tenant_max_schemas: int = Field(1000, ge=1)
+    cors_origins: str = ""
+
+    stoflow_secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    vinted_rate_limit: int = Field(40, ge=1)
+    vinted_rate_window_seconds: int = Field(7200, ge=1)
+    ebay_api_base: str | None = None
+    etsy_api_base: str | None = None
+    vinted_api_base: str | None = None
+
+    ai_provider: Literal["template", "openai"] = "template"
+    ai_base_url: str | None = None
+    ai_model: str | None = None
+
+    media_root: str = "./.stoflow/media"
+    public_base_url: str = "http://127.0.0.1:8000"
+    max_json_body_bytes: int = 1024 * 1024
+
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] | None = None
+    log_file: str | None = None
+
+    login_max_failures: int = 10
+    login_failure_window_seconds: int = 900
+
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_production(self) -> Settings:
+        if self.stoflow_env == "production":
+            if self.jwt_secret_key.get_secret_value() == DEFAULT_JWT_SECRET:
+                raise ValueError("JWT_SECRET_KEY must be set in production")
+            if self.stoflow_secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
+                raise ValueError("STOFLOW_SECRET_KEY must be set in production")
+            if len(self.jwt_secret_key.get_secret_value()) < 32:
+                raise ValueError("JWT_SECRET_KEY must be at least 32 characters in production")
+        return self
+
+    @cached_property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def async_database_url(self) -> str:
+        """The configured URL in the form SQLAlchemy's asyncpg dialect wants."""
+        if self.database_url is None:
+            raise RuntimeError("DATABASE_URL is not configured")
+        return to_asyncpg_url(self.database_url)
+
+    @property
+    def required_redis_url(self) -> str:
+        if self.redis_url is None:
+            raise RuntimeError("REDIS_URL is not configured")
+        return self.redis_url
+
+
+def to_asyncpg_url(url: str) -> str:
+    """Accept plain `postgresql://` (and `postgres://`) URLs and point them at asyncpg."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("DATABASE_URL must be a postgresql:// URL")

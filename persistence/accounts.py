@@ -1,0 +1,123 @@
+"""Tenants, users, login sessions and refresh tokens (all in `public`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from migrations.runner import upgrade_tenant_schema_sync
+from persistence.core_models import LoginSession, RefreshToken, SubscriptionQuota, Tenant, User
+from persistence.tenancy import tenant_schema
+
+# Serialises registrations so that TENANT_MAX_SCHEMAS is a hard limit.
+_REGISTRATION_LOCK = 7_301_002
+
+
+async def lock_registrations(session: AsyncSession) -> None:
+    """Take the registration lock for the rest of the transaction."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _REGISTRATION_LOCK})
+
+
+async def count_tenants(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Tenant)) or 0)
+
+
+async def tier_exists(session: AsyncSession, tier: str) -> bool:
+    return await session.get(SubscriptionQuota, tier) is not None
+
+
+async def email_registered(session: AsyncSession, email: str) -> bool:
+    found = await session.scalar(select(User.id).where(func.lower(User.email) == email.lower()))
+    return found is not None
+
+
+async def add_tenant(session: AsyncSession, *, name: str, tier: str) -> Tenant:
+    tenant = Tenant(name=name, tier=tier)
+    session.add(tenant)
+    await session.flush()
+    return tenant
+
+
+async def create_tenant_schema(session: AsyncSession, prefix: str, tenant_id: int) -> str:
+    """Create and migrate the tenant's schema inside the caller's transaction."""
+    schema = tenant_schema(prefix, tenant_id)
+    connection = await session.connection()
+    await connection.run_sync(upgrade_tenant_schema_sync, schema)
+    # The migration scoped the transaction to the new schema; nothing after it needs that.
+    await connection.execute(text("SET LOCAL search_path TO public"))
+    return schema
+
+
+async def add_user(session: AsyncSession, user: User) -> User:
+    session.add(user)
+    await session.flush()
+    await session.refresh(user)
+    return user
+
+
+async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
+    result = await session.scalars(select(User).where(func.lower(User.email) == email.lower()))
+    return result.first()
+
+
+async def get_user(session: AsyncSession, user_id: int) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def start_login_session(session: AsyncSession, user_id: int, source: str) -> LoginSession:
+    login = LoginSession(id=uuid.uuid4(), user_id=user_id, source=source)
+    session.add(login)
+    await session.flush()
+    return login
+
+
+async def store_refresh_token(
+    session: AsyncSession, *, jti: uuid.UUID, session_id: uuid.UUID, expires_at: datetime
+) -> None:
+    session.add(RefreshToken(jti=jti, session_id=session_id, expires_at=expires_at))
+    await session.flush()
+
+
+async def lock_refresh_token(session: AsyncSession, jti: uuid.UUID) -> RefreshToken | None:
+    """Fetch a refresh token row and lock it, so two racing refreshes cannot both spend it."""
+    result = await session.scalars(select(RefreshToken).where(RefreshToken.jti == jti).with_for_update())
+    return result.first()
+
+
+async def spend_refresh_token(session: AsyncSession, token: RefreshToken) -> None:
+    token.spent_at = datetime.now(UTC)
+    await session.flush()
+
+
+async def revoke_refresh_token(session: AsyncSession, token: RefreshToken) -> None:
+    token.revoked_at = datetime.now(UTC)
+    await session.flush()
+
+
+async def revoke_login_chain(session: AsyncSession, session_id: uuid.UUID) -> None:
+    """Kill every refresh token of a login and mark the login compromised (its access tokens die too)."""
+    now = datetime.now(UTC)
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.session_id == session_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    await session.execute(
+        update(LoginSession)
+        .where(LoginSession.id == session_id, LoginSession.compromised_at.is_(None))
+        .values(compromised_at=now)
+    )
+
+
+async def login_session_usable(session: AsyncSession, session_id: uuid.UUID, user_id: int) -> bool:
+    """True when the login exists, belongs to the user and was not found compromised."""
+    row = await session.execute(
+        select(LoginSession.compromised_at).where(
+            LoginSession.id == session_id, LoginSession.user_id == user_id
+        )
+    )
+    found = row.first()
+    return found is not None and found[0] is None

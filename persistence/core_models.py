@@ -1,0 +1,131 @@
+"""Models of the `public` schema: tenants, users, auth tokens, quotas, idempotency records."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from persistence.base import CoreBase, created_at_column
+
+
+class SubscriptionQuota(CoreBase):
+    __tablename__ = "subscription_quotas"
+    __table_args__ = {"schema": "public"}
+
+    tier: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: None means unlimited.
+    max_products: Mapped[int | None] = mapped_column(Integer)
+    max_platforms: Mapped[int] = mapped_column(Integer, nullable=False)
+    ai_credits_monthly: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class Tenant(CoreBase):
+    __tablename__ = "tenants"
+    __table_args__ = {"schema": "public"}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    tier: Mapped[str] = mapped_column(ForeignKey("public.subscription_quotas.tier"), nullable=False)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class User(CoreBase):
+    __tablename__ = "users"
+    __table_args__ = (
+        Index("uq_users_email_lower", func.lower(text("email")), unique=True),
+        {"schema": "public"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("public.tenants.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    email: Mapped[str] = mapped_column(String(320), nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(100), nullable=False)
+    full_name: Mapped[str | None] = mapped_column(String(200))
+    business_name: Mapped[str | None] = mapped_column(String(200))
+    account_type: Mapped[str] = mapped_column(String(20), nullable=False, server_default="individual")
+    language: Mapped[str] = mapped_column(String(2), nullable=False, server_default="fr")
+    country: Mapped[str | None] = mapped_column(String(2))
+    role: Mapped[str] = mapped_column(String(10), nullable=False, server_default="admin")
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class LoginSession(CoreBase):
+    """One login: the chain of refresh tokens that descend from it."""
+
+    __tablename__ = "login_sessions"
+    __table_args__ = {"schema": "public"}
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("public.users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    source: Mapped[str] = mapped_column(String(10), nullable=False)
+    created_at: Mapped[datetime] = created_at_column()
+    #: Set when a spent refresh token was presented again: the whole chain is then dead.
+    compromised_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RefreshToken(CoreBase):
+    __tablename__ = "refresh_tokens"
+    __table_args__ = {"schema": "public"}
+
+    jti: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("public.login_sessions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = created_at_column()
+    #: Set when the token was exchanged for a new pair.
+    spent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Set by logout or by reuse detection on the chain.
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyRecord(CoreBase):
+    """The first 2xx answer to a command sent with an `Idempotency-Key`, replayed for 24 h."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = {"schema": "public"}
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("public.tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    method: Mapped[str] = mapped_column(String(10), primary_key=True)
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    status_code: Mapped[int] = mapped_column(Integer, nullable=False)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class TenantWork(CoreBase):
+    """Tenants that have queue rows to look at: lets the dispatcher's sweep skip idle schemas."""
+
+    __tablename__ = "tenant_work"
+    __table_args__ = {"schema": "public"}
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("public.tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    since: Mapped[datetime] = created_at_column()
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")

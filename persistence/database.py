@@ -1,0 +1,32 @@
+"""Engine and session factory: SQLAlchemy 2 asyncio over asyncpg."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+
+@dataclass(frozen=True)
+class Database:
+    """The engine and the session factory built from it, created once per process."""
+
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def connect_database(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Database:
+    """Build the engine for an `postgresql+asyncpg://` URL; no connection is opened yet."""
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        # A dead server must not hang a request forever.
+        connect_args={"timeout": 5, "command_timeout": 60},
+    )
+    return Database(engine=engine, session_factory=async_sessionmaker(engine, expire_on_commit=False))

@@ -1,0 +1,41 @@
+"""Tenant scoping, in exactly one place.
+
+Every tenant transaction starts with `SET LOCAL search_path` naming that tenant's schema only, so the
+scope ends with the transaction and can never leak to the next user of a pooled connection. The schema
+name is built from the integer tenant id alone, never from input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+
+
+def tenant_schema(prefix: str, tenant_id: int) -> str:
+    """Return the schema name of a tenant; refuse anything but a positive integer id."""
+    if type(tenant_id) is not int or tenant_id <= 0:
+        raise ValueError(f"tenant id must be a positive integer, got {tenant_id!r}")
+    return f"{prefix}{tenant_id}"
+
+
+async def scope_to_tenant(target: AsyncSession | AsyncConnection, schema: str) -> None:
+    """Point the current transaction (and only it) at one tenant schema."""
+    # The schema comes from tenant_schema(): a fixed prefix and an integer, safe to quote as an identifier.
+    await target.execute(text(f'SET LOCAL search_path TO "{schema}"'))
+
+
+@asynccontextmanager
+async def tenant_transaction(
+    session_factory: async_sessionmaker[AsyncSession], prefix: str, tenant_id: int
+) -> AsyncIterator[AsyncSession]:
+    """Open a session whose single transaction is scoped to one tenant; commit on success.
+
+    The context manager for jobs; HTTP requests get the same scoping from the gateway's unit of work.
+    """
+    schema = tenant_schema(prefix, tenant_id)
+    async with session_factory() as session, session.begin():
+        await scope_to_tenant(session, schema)
+        yield session
