@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 from gateway.problems import install_problem_handlers
-from gateway.routers import auth, health
+from gateway.routers import attributes, auth, health, images, products
 from gateway.services import build_services
 from ops.settings import Settings
 
@@ -40,6 +40,9 @@ def create_app(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(attributes.router)
+    app.include_router(products.router)
+    app.include_router(images.router)
 
     # Outermost last: context/logging wraps everything, so even a refused body is logged with an id.
     app.add_middleware(
