@@ -1,0 +1,12 @@
+"""Run the marketplace sandbox as an HTTP server (blocking), for e2e tests and `stoflow up`."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from ops.sandbox.app import create_sandbox_app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8900) -> None:
+    """Serve a fresh sandbox until interrupted."""
+    uvicorn.run(create_sandbox_app(), host=host, port=port, log_level="warning")
