@@ -258,7 +258,7 @@ class FaultMiddleware:
             await response(scope, receive, send_and_note)
 
         if rule is None:
-            await self._run_app(scope, receive, send_and_note, record)
+            await self._run_app(scope, receive, send_and_note)
             return
         spec = rule.spec
         if spec.kind == "rate_limit":
@@ -275,7 +275,7 @@ class FaultMiddleware:
         elif spec.kind == "response_lost":
             await self._lose_response(scope, receive, send_and_note, record, hooks, spec)
         else:
-            await self._run_app(scope, receive, send_and_note, record)
+            await self._run_app(scope, receive, send_and_note)
 
     async def _lose_response(
         self,
@@ -291,12 +291,13 @@ class FaultMiddleware:
         async def discard(message: Message) -> None:
             return None
 
-        await self._run_app(scope, receive, discard, record)
+        await self._run_app(scope, receive, discard)
         if spec.mode == "drop":
             # Start a response that promises a body, then abort: the client sees a broken connection.
             await send(
                 {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1024")]}
             )
+            record.status = None  # the client never receives a status
             raise ResponseLostError("peer closed connection without sending complete message body")
         if spec.mode == "hang":
             await asyncio.sleep(spec.delay_seconds or 30.0)
@@ -304,7 +305,7 @@ class FaultMiddleware:
             return
         await hooks.server_error(502)(scope, _empty_receive, send)
 
-    async def _run_app(self, scope: Scope, receive: Receive, send: Send, record: RequestRecord) -> None:
+    async def _run_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
 
 
