@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,13 +13,14 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from persistence.base import TenantBase, created_at_column, updated_at_column
@@ -119,4 +121,105 @@ class ProductImage(TenantBase):
     width: Mapped[int] = mapped_column(Integer, nullable=False)
     height: Mapped[int] = mapped_column(Integer, nullable=False)
     content_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class QueueJob(TenantBase):
+    """A command waiting for, or done by, a worker pool (the API's `job`)."""
+
+    __tablename__ = "plugin_queue"
+    __table_args__ = (
+        # The sweep only ever looks at unfinished rows; keep that index small.
+        Index(
+            "ix_plugin_queue_unfinished",
+            "status",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending','queued','running','rate_limited','waiting_plugin')"),
+        ),
+        Index("ix_plugin_queue_product", "product_id", "platform"),
+        Index("ix_plugin_queue_created", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))
+    platform: Mapped[str] = mapped_column(String(16), nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    #: Executions that counted against max_attempts (a rate-limit deferral gives its attempt back).
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="5")
+    #: Every claim increments it; the ARQ job id is `{id}:{runs + 1}`, and only that run may claim.
+    runs: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    #: Marketplace steps already done (e.g. the eBay offer id), saved before the next step starts.
+    progress: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    handed_off_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
+class PlatformListing(TenantBase):
+    """A product's listing on one platform (one row per product and platform, reused on republish)."""
+
+    __tablename__ = "platform_listings"
+    __table_args__ = (Index("uq_platform_listings_product_platform", "product_id", "platform", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), nullable=False)
+    platform: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    external_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    url: Mapped[str | None] = mapped_column(Text)
+    vinted_account_id: Mapped[int | None] = mapped_column(Integer)
+    #: Platform references we need later (e.g. the eBay offer id to withdraw).
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
+class PublicationHistory(TenantBase):
+    """One row per attempt of a publication job."""
+
+    __tablename__ = "publications_history"
+    __table_args__ = (Index("ix_publications_history_product", "product_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(16), nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class MarketplaceCredential(TenantBase):
+    """A connected eBay or Etsy account: tokens encrypted at rest, non-secret settings in clear."""
+
+    __tablename__ = "marketplace_credentials"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    encrypted_tokens: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    connected_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
+class VintedAccount(TenantBase):
+    __tablename__ = "vinted_accounts"
+    __table_args__ = (Index("uq_vinted_accounts_user", "vinted_user_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vinted_user_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    username: Mapped[str] = mapped_column(String(100), nullable=False)
     created_at: Mapped[datetime] = created_at_column()

@@ -1,0 +1,1 @@
+"""Operations: settings, logging, the `stoflow` CLI, embedded services, the marketplace sandbox, seed data."""

@@ -1,0 +1,5 @@
+"""`python -m ops` runs the `stoflow` command line."""
+
+from ops.cli import app
+
+app(prog_name="stoflow")

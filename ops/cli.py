@@ -1,0 +1,171 @@
+"""The `stoflow` command line: run the platform, its parts, and operator tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ops.logs import configure_logging
+from ops.settings import Settings
+
+app = typer.Typer(help="Stoflow: write a product once, publish it everywhere.", no_args_is_help=True)
+
+PLATFORMS = ("vinted", "ebay", "etsy", "ai")
+STATE_DIR = Path(".stoflow")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings)
+    return settings
+
+
+def _require_urls(settings: Settings) -> None:
+    if settings.database_url is None or settings.redis_url is None:
+        typer.echo("DATABASE_URL and REDIS_URL must be set (or use `stoflow up`).", err=True)
+        raise typer.Exit(2)
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP gateway."""
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = _settings()
+    _require_urls(settings)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+
+
+@app.command()
+def migrate(
+    concurrency: Annotated[int, typer.Option(min=1, max=32, help="Tenant schemas migrated at a time.")] = 4,
+) -> None:
+    """Upgrade the core schemas, then every tenant schema (idempotent, resumable)."""
+    from migrations.runner import migrate_all
+    from persistence.database import connect_database
+
+    settings = _settings()
+    _require_urls(settings)
+
+    async def run() -> int:
+        database = connect_database(settings.async_database_url, pool_size=concurrency)
+        try:
+            report = await migrate_all(database.engine, settings.tenant_schema_prefix, concurrency)
+        finally:
+            await database.dispose()
+        typer.echo(
+            f"core at {report.core_revision}; tenants upgraded: {len(report.upgraded)}, "
+            f"already current: {len(report.already_current)}, failed: {len(report.failed)}"
+        )
+        for tenant_id, error in sorted(report.failed.items()):
+            typer.echo(f"  tenant {tenant_id}: {error}", err=True)
+        return 1 if report.failed else 0
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+@app.command()
+def seed() -> None:
+    """Load the shared reference attributes and platform mappings (idempotent)."""
+    from ops.seed import seed_reference_data
+    from persistence.database import connect_database
+
+    settings = _settings()
+    _require_urls(settings)
+
+    async def run() -> None:
+        database = connect_database(settings.async_database_url, pool_size=1)
+        try:
+            report = await seed_reference_data(database.engine)
+        finally:
+            await database.dispose()
+        typer.echo(f"seeded {report.attributes} attributes and {report.mappings} platform mappings")
+
+    asyncio.run(run())
+
+
+@app.command()
+def dispatcher() -> None:
+    """Hand committed queue rows to the worker pools, and sweep for stale ones."""
+    from workers.dispatcher import run_dispatcher
+
+    settings = _settings()
+    _require_urls(settings)
+    asyncio.run(run_dispatcher(settings))
+
+
+@app.command()
+def worker(
+    platform: Annotated[str, typer.Option(help="Which pool: vinted, ebay, etsy or ai.")],
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Jobs run at once.")] = 10,
+) -> None:
+    """Run one worker process of a platform pool."""
+    from workers.pool import run_worker
+
+    if platform not in PLATFORMS:
+        typer.echo(f"--platform must be one of {', '.join(PLATFORMS)}", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    _require_urls(settings)
+    run_worker(settings, platform, concurrency)
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8900,
+) -> None:
+    """Serve the marketplace sandbox (fake eBay, Etsy and Vinted)."""
+    from ops.sandbox.server import serve
+
+    configure_logging(Settings())
+    serve(host=host, port=port)
+
+
+@app.command()
+def queues() -> None:
+    """Print per platform: pending / queued / running / rate-limited / failed, and the oldest pending age."""
+    from workers.queue_stats import print_queue_stats
+
+    settings = _settings()
+    _require_urls(settings)
+    asyncio.run(print_queue_stats(settings))
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="Interface the API listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the API listens on.")] = 8000,
+    sandbox_port: Annotated[int, typer.Option(help="Port of the marketplace sandbox.")] = 8900,
+    workers_per_pool: Annotated[int, typer.Option(min=1, max=16, help="Worker processes per pool.")] = 1,
+) -> None:
+    """Run the whole platform: embedded services if no URLs are set, migrate, seed, then supervise."""
+    from ops.platform import run_platform
+
+    settings = _settings()
+    raise typer.Exit(
+        run_platform(
+            settings,
+            host=host,
+            port=port,
+            sandbox_port=sandbox_port,
+            workers_per_pool=workers_per_pool,
+            state_dir=STATE_DIR.resolve(),
+        )
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app(prog_name="stoflow")
+    sys.exit(0)

@@ -1,0 +1,101 @@
+"""`stoflow up`: one command that brings the whole platform up on one machine."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import structlog
+
+from ops.embedded import free_port
+from ops.service_urls import resolve_service_urls
+from ops.settings import Settings
+from ops.supervisor import ChildSpec, Supervisor
+
+log = structlog.get_logger(__name__)
+
+POOLS = ("vinted", "ebay", "etsy", "ai")
+
+
+async def _prepare_database(settings: Settings) -> None:
+    from migrations.runner import migrate_all
+    from ops.seed import seed_reference_data
+    from persistence.database import connect_database
+
+    database = connect_database(settings.async_database_url, pool_size=4)
+    try:
+        report = await migrate_all(database.engine, settings.tenant_schema_prefix)
+        seeded = await seed_reference_data(database.engine)
+    finally:
+        await database.dispose()
+    log.info(
+        "database_ready",
+        tenants_upgraded=len(report.upgraded),
+        tenants_failed=len(report.failed),
+        attributes=seeded.attributes,
+    )
+
+
+def _wait_for_http(url: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def run_platform(
+    settings: Settings, *, host: str, port: int, sandbox_port: int, workers_per_pool: int, state_dir: Path
+) -> int:
+    """Start (embedded) services, migrate and seed, then supervise gateway, dispatcher, pools, sandbox."""
+    urls = resolve_service_urls(settings.database_url, settings.redis_url, state_dir, try_local=False)
+    try:
+        env = {"DATABASE_URL": urls.database_url, "REDIS_URL": urls.redis_url, "PYTHONUNBUFFERED": "1"}
+        if urls.embedded:
+            log.info("embedded_services_started", services=[service.name for service in urls.embedded])
+        configured = settings.model_copy(
+            update={"database_url": urls.database_url, "redis_url": urls.redis_url}
+        )
+        asyncio.run(_prepare_database(configured))
+
+        stoflow = [sys.executable, "-m", "ops"]
+        children: list[ChildSpec] = []
+        if (
+            settings.ebay_api_base is None
+            or settings.etsy_api_base is None
+            or settings.vinted_api_base is None
+        ):
+            if sandbox_port == 0:
+                sandbox_port = free_port()
+            sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+            children.append(ChildSpec("sandbox", [*stoflow, "sandbox", "--port", str(sandbox_port)]))
+            env.setdefault("EBAY_API_BASE", settings.ebay_api_base or sandbox_url)
+            env.setdefault("ETSY_API_BASE", settings.etsy_api_base or sandbox_url)
+            env.setdefault("VINTED_API_BASE", settings.vinted_api_base or sandbox_url)
+        children.append(ChildSpec("api", [*stoflow, "api", "--host", host, "--port", str(port)], env))
+        children.append(ChildSpec("dispatcher", [*stoflow, "dispatcher"], env))
+        for pool in POOLS:
+            for index in range(workers_per_pool):
+                name = f"worker-{pool}" + (f"-{index + 1}" if workers_per_pool > 1 else "")
+                children.append(ChildSpec(name, [*stoflow, "worker", "--platform", pool], env))
+
+        supervisor = Supervisor()
+        supervisor.start(children)
+        base = f"http://{host}:{port}"
+        if _wait_for_http(f"{base}/ready"):
+            print(
+                f"\nStoflow is up.\n  API:     {base}\n  Docs:    {base}/docs\n  Ready:   {base}/ready\n",
+                flush=True,
+            )
+        else:
+            log.warning("api_not_ready_yet", url=f"{base}/ready")
+        return supervisor.run_until_stopped()
+    finally:
+        urls.stop_embedded()

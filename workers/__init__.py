@@ -1,0 +1,1 @@
+"""ARQ worker pools, the dispatcher, platform clients and the Redis rate limiter."""
