@@ -12,7 +12,8 @@ DomainError
 ├── UnknownAttribute          unknown_attribute
 ├── VersionConflict           version_conflict
 ├── InvalidCredentials        invalid_credentials
-└── TenantLimitReached        tenant_limit_reached
+├── TenantLimitReached        tenant_limit_reached
+└── InvalidValue              validation_error (a pure field rule, answered as 422)
 """
 
 from __future__ import annotations
@@ -77,3 +78,9 @@ class InvalidCredentials(DomainError):
 
 class TenantLimitReached(DomainError):
     code = "tenant_limit_reached"
+
+
+class InvalidValue(DomainError):
+    """A field breaks a pure product rule; the gateway reports it as a 422 `validation_error`."""
+
+    code = "validation_error"
