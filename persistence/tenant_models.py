@@ -26,11 +26,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from persistence.base import TenantBase, created_at_column, updated_at_column
 
 PRODUCT_ATTRIBUTE_FIELDS: dict[str, str] = {
-    # product field -> attribute kind it takes a code of
+    # product field -> attribute kind it takes a code of (label_size is free text: what the label says)
     "category": "categories",
     "brand": "brands",
     "size": "sizes",
-    "label_size": "sizes",
     "color": "colors",
     "material": "materials",
     "fit": "fits",
