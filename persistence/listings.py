@@ -1,0 +1,127 @@
+"""platform_listings and publications_history (tenant schema)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence.tenant_models import PlatformListing, PublicationHistory
+
+#: A listing in one of these states blocks a new publish on its platform.
+ACTIVE_LISTING_STATES = ("pending", "live")
+
+
+async def listings_of(session: AsyncSession, product_id: int) -> list[PlatformListing]:
+    """Every listing row of a product, by platform."""
+    rows = await session.scalars(
+        select(PlatformListing)
+        .where(PlatformListing.product_id == product_id)
+        .order_by(PlatformListing.platform)
+    )
+    return list(rows)
+
+
+async def get_listing(session: AsyncSession, product_id: int, platform: str) -> PlatformListing | None:
+    return await session.scalar(
+        select(PlatformListing).where(
+            PlatformListing.product_id == product_id, PlatformListing.platform == platform
+        )
+    )
+
+
+async def mark_listing_pending(
+    session: AsyncSession, product_id: int, platform: str, vinted_account_id: int | None = None
+) -> None:
+    """A publish was accepted: the listing exists as `pending` until the job finishes."""
+    statement = insert(PlatformListing).values(
+        product_id=product_id, platform=platform, status="pending", vinted_account_id=vinted_account_id
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["product_id", "platform"],
+            set_={
+                "status": "pending",
+                "vinted_account_id": vinted_account_id,
+                "updated_at": datetime.now(UTC),
+            },
+        )
+    )
+
+
+async def set_listing_state(
+    session: AsyncSession,
+    product_id: int,
+    platform: str,
+    status: str,
+    *,
+    external_id: str | None = None,
+    url: str | None = None,
+    data: dict[str, Any] | None = None,
+    published: bool = False,
+) -> None:
+    """Record the listing's state after a job step (keeps ids it already had when none are given)."""
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {"status": status, "last_synced_at": now, "updated_at": now}
+    if external_id is not None:
+        values["external_id"] = external_id
+    if url is not None:
+        values["url"] = url
+    if data:
+        values["data"] = PlatformListing.data.op("||")(data)
+    if published:
+        values["published_at"] = now
+    await session.execute(
+        update(PlatformListing)
+        .where(PlatformListing.product_id == product_id, PlatformListing.platform == platform)
+        .values(**values)
+    )
+
+
+async def start_history(
+    session: AsyncSession,
+    *,
+    job_id: uuid.UUID,
+    product_id: int | None,
+    platform: str,
+    action: str,
+    attempt: int,
+) -> int:
+    """Open the history row of one attempt."""
+    row = PublicationHistory(
+        job_id=job_id,
+        product_id=product_id,
+        platform=platform,
+        action=action,
+        attempt=attempt,
+        status="started",
+        started_at=datetime.now(UTC),
+    )
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def close_history(
+    session: AsyncSession, history_id: int, status: str, error_message: str | None = None
+) -> None:
+    """Close an attempt's history row: succeeded, failed or retrying."""
+    await session.execute(
+        update(PublicationHistory)
+        .where(PublicationHistory.id == history_id)
+        .values(status=status, error_message=error_message, completed_at=datetime.now(UTC))
+    )
+
+
+async def history_of(session: AsyncSession, product_id: int) -> list[PublicationHistory]:
+    """The product's publication attempts, newest first."""
+    rows = await session.scalars(
+        select(PublicationHistory)
+        .where(PublicationHistory.product_id == product_id)
+        .order_by(PublicationHistory.created_at.desc(), PublicationHistory.id.desc())
+    )
+    return list(rows)

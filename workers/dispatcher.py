@@ -1,0 +1,163 @@
+"""The dispatcher: committed queue rows → ARQ, per platform queue.
+
+It LISTENs for the NOTIFY each command sends on commit and hands that row off at once; every
+`SWEEP_SECONDS` it also sweeps the tenants that have work (public.tenant_work, so 1000 idle schemas
+cost nothing) for rows whose hand-off was lost (Redis down or flushed, dispatcher down), retries that
+are due, rate-limited rows whose window freed, and running rows whose worker died (lease expired).
+Handing the same run off twice is harmless: the ARQ job id is `{row}:{run}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.asyncio import Redis
+
+from domain.jobs import Platform, job_id_for_arq
+from ops import metrics_store
+from ops.settings import Settings
+from persistence import queue
+from persistence.database import Database, connect_database
+from persistence.tenancy import tenant_transaction
+from workers.pool import queue_name
+
+log = structlog.get_logger(__name__)
+
+SWEEP_SECONDS = 2.0
+#: A hand-off not picked up by then is repeated (ARQ drops the duplicate if the first is still queued).
+STALE_HANDOFF = timedelta(seconds=10)
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, *, sweep_seconds: float = SWEEP_SECONDS) -> None:
+        self.settings = settings
+        self.sweep_seconds = sweep_seconds
+        self.db: Database = connect_database(settings.async_database_url, pool_size=4)
+        self._arq: ArqRedis | None = None
+        self._notifications: asyncio.Queue[str] = asyncio.Queue()
+
+    async def _arq_pool(self) -> ArqRedis:
+        if self._arq is None:
+            self._arq = await create_pool(RedisSettings.from_dsn(self.settings.required_redis_url))
+        return self._arq
+
+    async def hand_off(self, handoff: queue.Handoff) -> bool:
+        """Give one run of a row to its platform queue, then mark the row queued."""
+        try:
+            arq = await self._arq_pool()
+            await arq.enqueue_job(
+                "run_job",
+                handoff.tenant_id,
+                str(handoff.job_id),
+                handoff.run,
+                _job_id=job_id_for_arq(str(handoff.job_id), handoff.run),
+                _queue_name=queue_name(handoff.platform),
+            )
+        except Exception:  # Redis down: the row stays pending and the sweep tries again
+            log.warning(
+                "handoff_failed", tenant_id=handoff.tenant_id, job_id=str(handoff.job_id), exc_info=True
+            )
+            self._arq = None
+            return False
+        async with tenant_transaction(
+            self.db.session_factory, self.settings.tenant_schema_prefix, handoff.tenant_id
+        ) as session:
+            await queue.mark_handed_off(session, handoff.job_id, handoff.run)
+        return True
+
+    async def sweep(self) -> int:
+        """Hand off every due row of every tenant with work; return how many were handed off."""
+        async with self.db.session_factory() as session:
+            tenants = await queue.tenants_with_work(session)
+        handed = 0
+        depth: dict[str, int] = {platform.value: 0 for platform in Platform}
+        for tenant_id, version in tenants:
+            try:
+                handed += await self._sweep_tenant(tenant_id, version, depth)
+            except Exception:  # one broken schema must not stop the others
+                log.exception("sweep_failed", tenant_id=tenant_id)
+        with contextlib.suppress(Exception):
+            redis: Redis = await self._arq_pool()
+            await metrics_store.set_queue_depth(redis, depth)
+        return handed
+
+    async def _sweep_tenant(self, tenant_id: int, version: int, depth: dict[str, int]) -> int:
+        prefix = self.settings.tenant_schema_prefix
+        async with tenant_transaction(self.db.session_factory, prefix, tenant_id) as session:
+            await queue.recover_expired_leases(session)
+            due = await queue.due_handoffs(session, tenant_id, STALE_HANDOFF)
+            counts = await queue.status_counts(session)
+            unfinished = await queue.has_unfinished(session)
+            if not unfinished:
+                await queue.forget_idle_tenant(session, tenant_id, version)
+        for platform, status, count, _oldest in counts:
+            if status != "failed":
+                depth[platform] = depth.get(platform, 0) + count
+        handed = 0
+        for handoff in due:
+            handed += await self.hand_off(handoff)
+        return handed
+
+    async def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._notifications.put_nowait(payload)
+
+    async def _handle_notifications(self) -> None:
+        while True:
+            payload = await self._notifications.get()
+            try:
+                tenant, job_id, platform, run = payload.split(":")
+                await self.hand_off(queue.Handoff(int(tenant), uuid.UUID(job_id), platform, int(run)))
+            except ValueError:
+                log.warning("bad_notification", payload=payload)
+
+    async def _listen(self) -> None:
+        """Hold a LISTEN connection, reconnecting after failures; a sweep covers any gap."""
+        dsn = self.settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        while True:
+            try:
+                connection = await asyncpg.connect(dsn)
+            except Exception:
+                log.warning("listen_connect_failed", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            closed = asyncio.Event()
+            try:
+                connection.add_termination_listener(lambda _connection: closed.set())
+                await connection.add_listener(queue.NOTIFY_CHANNEL, self._on_notify)
+                log.info("dispatcher_listening")
+                await closed.wait()
+                log.warning("listen_connection_lost")
+            finally:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen())
+        handler = asyncio.create_task(self._handle_notifications())
+        try:
+            while True:
+                try:
+                    await self.sweep()
+                except Exception:
+                    log.warning("sweep_round_failed", exc_info=True)
+                await asyncio.sleep(self.sweep_seconds)
+        finally:
+            listener.cancel()
+            handler.cancel()
+            await self.close()
+
+    async def close(self) -> None:
+        if self._arq is not None:
+            await self._arq.aclose()
+        await self.db.dispose()
+
+
+async def run_dispatcher(settings: Settings) -> None:
+    await Dispatcher(settings).run()

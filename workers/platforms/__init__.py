@@ -1,0 +1,1 @@
+"""Platform adapters: one module per marketplace, each implementing `PlatformAdapter`."""

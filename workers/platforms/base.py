@@ -1,0 +1,48 @@
+"""What a platform adapter receives and returns."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from domain.catalogue import PlatformMappings, ProductSnapshot
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """Everything one run of a job may read; `save_progress` records a finished step durably."""
+
+    tenant_id: int
+    job_id: uuid.UUID
+    action: str
+    attempt: int
+    payload: dict[str, Any]
+    progress: dict[str, Any]
+    product: ProductSnapshot | None
+    listing: dict[str, Any] | None
+    credentials: dict[str, Any] | None
+    credential_settings: dict[str, Any]
+    mappings: PlatformMappings
+    save_progress: Callable[[dict[str, Any]], Awaitable[None]]
+    save_credentials: Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ListingOutcome:
+    """The listing after a successful step."""
+
+    external_id: str | None
+    url: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+    #: Vinted: the step was handed to the plugin; the job waits for its result.
+    waiting_plugin: bool = False
+
+
+class PlatformAdapter(Protocol):
+    async def publish(self, job: JobInput) -> ListingOutcome: ...
+
+    async def update(self, job: JobInput) -> ListingOutcome: ...
+
+    async def delist(self, job: JobInput) -> ListingOutcome: ...

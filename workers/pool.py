@@ -1,0 +1,81 @@
+"""One ARQ worker process of a platform pool (`stoflow worker --platform X --concurrency N`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+
+from ops.settings import Settings
+from workers.context import WorkerApp, build_worker_app
+from workers.jobs import run_job
+from workers.platforms.base import PlatformAdapter
+
+log = structlog.get_logger(__name__)
+
+QUEUE_PREFIX = "stoflow:queue:"
+# Our own lease, not ARQ's timeout, detects a dead worker; this only stops a job that hangs forever.
+JOB_TIMEOUT_SECONDS = 900
+
+
+def queue_name(platform: str) -> str:
+    return f"{QUEUE_PREFIX}{platform}"
+
+
+def default_adapters(app: WorkerApp) -> dict[str, PlatformAdapter]:
+    """The adapters of the real marketplaces, built on the worker's shared HTTP client."""
+    from workers.platforms.registry import build_adapters
+
+    return build_adapters(app)
+
+
+def build_worker(
+    settings: Settings,
+    platform: str,
+    concurrency: int,
+    *,
+    adapters: dict[str, PlatformAdapter] | None = None,
+    burst: bool = False,
+) -> Worker:
+    """An ARQ worker on the platform's queue whose jobs share one `WorkerApp`."""
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        app = await build_worker_app(settings, platform, concurrency)
+        app.adapters = adapters if adapters is not None else default_adapters(app)
+        ctx["app"] = app
+        log.info("worker_started", platform=platform, concurrency=concurrency, owner=app.owner)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        app: WorkerApp | None = ctx.get("app")
+        if app is not None:
+            await app.close()
+
+    return Worker(
+        functions=[func(run_job, name="run_job", max_tries=1)],
+        queue_name=queue_name(platform),
+        redis_settings=RedisSettings.from_dsn(settings.required_redis_url),
+        on_startup=startup,
+        on_shutdown=shutdown,
+        max_jobs=concurrency,
+        job_timeout=JOB_TIMEOUT_SECONDS,
+        keep_result=60,
+        poll_delay=0.1,
+        burst=burst,
+        handle_signals=True,
+        log_results=False,
+    )
+
+
+def run_worker(settings: Settings, platform: str, concurrency: int) -> None:
+    """Run a worker until SIGINT/SIGTERM."""
+    asyncio.run(_run(build_worker(settings, platform, concurrency)))
+
+
+async def _run(worker: Worker) -> None:
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
