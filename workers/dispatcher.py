@@ -127,16 +127,26 @@ class Dispatcher:
                 log.warning("listen_connect_failed", exc_info=True)
                 await asyncio.sleep(1)
                 continue
-            closed = asyncio.Event()
             try:
-                connection.add_termination_listener(lambda _connection: closed.set())
                 await connection.add_listener(queue.NOTIFY_CHANNEL, self._on_notify)
                 log.info("dispatcher_listening")
-                await closed.wait()
+                await self._watch(connection)
                 log.warning("listen_connection_lost")
+            except Exception:
+                log.warning("listen_failed", exc_info=True)
             finally:
                 with contextlib.suppress(Exception):
                     await connection.close()
+
+    @staticmethod
+    async def _watch(connection: Any) -> None:
+        """Return when the LISTEN connection dies (checked every few seconds: a silent drop sends nothing)."""
+        while not connection.is_closed():
+            try:
+                await connection.fetchval("SELECT 1", timeout=5)
+            except Exception:
+                return
+            await asyncio.sleep(5)  # noqa: ASYNC110 - a liveness probe, not waiting for a flag
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen())
