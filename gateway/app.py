@@ -8,7 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
+from gateway.middleware import (
+    BodyLimitMiddleware,
+    ErrorBoundaryMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 from gateway.problems import install_problem_handlers
 from gateway.routers import attributes, auth, health, images, products
 from gateway.services import build_services
@@ -45,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(images.router)
 
     # Outermost last: context/logging wraps everything, so even a refused body is logged with an id.
+    app.add_middleware(ErrorBoundaryMiddleware)
     app.add_middleware(
         BodyLimitMiddleware, json_limit=settings.max_json_body_bytes, multipart_limit=MULTIPART_LIMIT
     )

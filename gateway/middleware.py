@@ -6,6 +6,7 @@ import time
 import uuid
 
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics
@@ -99,8 +100,42 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class ErrorBoundaryMiddleware:
+    """Answer an unhandled exception with a 500 problem document inside the other middleware.
+
+    Starlette's own last-resort handler sits outside every middleware, so its answer would lack the
+    request id and the security headers.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as error:
+            if response_started:
+                raise
+            log.error("unhandled_error", exc_info=error)
+            response = problem_response(500, "internal_error", "Something went wrong on our side.")
+            await response(scope, receive, send)
+
+
+class _BodyTooLarge(HTTPException):
+    # An HTTPException, so FastAPI re-raises it from its body reader instead of answering 400.
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than {limit} bytes.")
 
 
 class BodyLimitMiddleware:
@@ -131,7 +166,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:

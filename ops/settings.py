@@ -5,7 +5,6 @@ Build one `Settings` at each entry point and pass it down; nothing reads the env
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -71,8 +70,9 @@ class Settings(BaseSettings):
                 raise ValueError("JWT_SECRET_KEY must be at least 32 characters in production")
         return self
 
-    @cached_property
+    @property
     def cors_origin_list(self) -> list[str]:
+        # Not cached: model_copy(update=...) copies a cached value along and would keep the old origins.
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @property

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+
+from ops.settings import Settings
 
 PASSWORD = "correct horse battery"
 
@@ -35,3 +40,27 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert body["code"] == code
     assert body["status"] == status
     return body
+
+
+@asynccontextmanager
+async def app_client(
+    settings: Settings, configure: Callable[[FastAPI], None] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a fresh app built with other settings; `configure` may add test-only routes first."""
+    from gateway.app import create_app
+
+    application = create_app(settings)
+    if configure is not None:
+        configure(application)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def login(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD, source: str | None = None
+) -> httpx.Response:
+    """POST /api/auth/login and return the raw response."""
+    params = {"source": source} if source is not None else None
+    return await client.post("/api/auth/login", json={"email": email, "password": password}, params=params)
