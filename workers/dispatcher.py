@@ -146,7 +146,7 @@ class Dispatcher:
                 await connection.fetchval("SELECT 1", timeout=5)
             except Exception:
                 return
-            await asyncio.sleep(5)  # noqa: ASYNC110 - a liveness probe, not waiting for a flag
+            await asyncio.sleep(5)
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen())
