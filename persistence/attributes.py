@@ -1,0 +1,37 @@
+"""Reads of the shared reference attributes (`product_attributes` schema)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Select, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence.attribute_models import ATTRIBUTE_TABLES
+from persistence.tenant_models import PRODUCT_ATTRIBUTE_FIELDS
+
+
+async def unknown_attribute_fields(session: AsyncSession, values: Mapping[str, str | None]) -> list[str]:
+    """Return the attribute fields whose code is not in the reference data, in field order."""
+    wanted = {
+        field: code
+        for field, code in values.items()
+        if field in PRODUCT_ATTRIBUTE_FIELDS and code is not None
+    }
+    if not wanted:
+        return []
+    # One round trip for all of a product's fields: each branch yields its field name when the code exists.
+    branches: list[Select[str]] = []
+    for field, code in wanted.items():
+        table = ATTRIBUTE_TABLES[PRODUCT_ATTRIBUTE_FIELDS[field]]
+        branches.append(select(literal(field).label("field")).where(table.c.code == code))
+    found = set((await session.scalars(union_all(*branches))).all())
+    return [field for field in PRODUCT_ATTRIBUTE_FIELDS if field in wanted and field not in found]
+
+
+async def list_attributes(session: AsyncSession, kind: str) -> list[dict[str, Any]]:
+    """Return every code of one attribute kind, ordered by code; the caller checks that `kind` exists."""
+    table = ATTRIBUTE_TABLES[kind]
+    rows = await session.execute(select(table).order_by(table.c.code))
+    return [dict(row) for row in rows.mappings()]
