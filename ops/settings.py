@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     ebay_api_base: str | None = None
     etsy_api_base: str | None = None
     vinted_api_base: str | None = None
+    #: OAuth application credentials used to refresh sellers' tokens (the sandbox accepts any).
+    ebay_client_id: str = "stoflow-dev"
+    ebay_client_secret: SecretStr = SecretStr("stoflow-dev-secret")
+    etsy_api_key: SecretStr = SecretStr("stoflow-dev-keystring")
 
     ai_provider: Literal["template", "openai"] = "template"
     ai_base_url: str | None = None

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
 from gateway.dependencies import Services
+from ops import metrics_store
 
 router = APIRouter(tags=["operations"])
+
+PLATFORMS = ("vinted", "ebay", "etsy", "ai")
 
 
 @router.get("/health")
@@ -49,6 +52,14 @@ async def ready(services: Services) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
-    """Prometheus text format."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+async def metrics(services: Services) -> Response:
+    """Prometheus text format: this gateway's HTTP metrics plus the platform-wide job metrics."""
+    body = generate_latest(REGISTRY)
+    try:
+        async with asyncio.timeout(2):
+            families = await metrics_store.read_families(services.redis, PLATFORMS)
+    except Exception:  # Redis down: still serve what this process knows
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+    shared = CollectorRegistry(auto_describe=False)
+    shared.register(metrics_store.SnapshotCollector(families))
+    return Response(body + generate_latest(shared), media_type=CONTENT_TYPE_LATEST)

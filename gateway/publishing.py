@@ -1,0 +1,198 @@
+"""Publication commands: check the rules in the contract's order, then change the product and enqueue.
+
+Everything here runs in the request's one transaction: the product's state change, its listing rows and
+its queue rows commit together, and the dispatcher hears about them only on commit (NOTIFY).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.errors import InvalidState, OutOfStock, QuotaExceeded
+from domain.jobs import UNFINISHED, JobAction
+from domain.lifecycle import ProductStatus, change_status
+from gateway.problems import ProblemError
+from persistence import credentials, listings, queue
+from persistence.core_models import SubscriptionQuota, Tenant
+from persistence.products import apply_status_change, lifecycle_state, transaction_now
+from persistence.tenant_models import PlatformListing, Product, QueueJob, VintedAccount
+
+
+async def connected_platforms(session: AsyncSession) -> set[str]:
+    """Platforms the tenant has connected: eBay/Etsy by credentials, Vinted by at least one account."""
+    connected = await credentials.connected_platforms(session)
+    if await session.scalar(select(VintedAccount.id).limit(1)) is not None:
+        connected.add("vinted")
+    return connected
+
+
+async def max_platforms(session: AsyncSession, tenant_id: int) -> int:
+    limit = await session.scalar(
+        select(SubscriptionQuota.max_platforms)
+        .join(Tenant, Tenant.tier == SubscriptionQuota.tier)
+        .where(Tenant.id == tenant_id)
+    )
+    return int(limit or 0)
+
+
+async def check_platform_quota(session: AsyncSession, tenant_id: int, platforms: set[str]) -> None:
+    """Refuse when these platforms together with the connected ones exceed the tier's `max_platforms`."""
+    total = await connected_platforms(session) | platforms
+    limit = await max_platforms(session, tenant_id)
+    if len(total) > limit:
+        raise QuotaExceeded(f"Your plan allows {limit} platforms; this would make {len(total)}.")
+
+
+async def _unfinished_job(
+    session: AsyncSession, product_id: int, platform: str, action: str
+) -> QueueJob | None:
+    return await session.scalar(
+        select(QueueJob)
+        .where(
+            QueueJob.product_id == product_id,
+            QueueJob.platform == platform,
+            QueueJob.action == action,
+            QueueJob.status.in_([str(status) for status in UNFINISHED]),
+        )
+        .order_by(QueueJob.created_at.desc())
+        .limit(1)
+    )
+
+
+async def _resolve_vinted_account(session: AsyncSession, account_id: int | None) -> int:
+    if account_id is not None:
+        if await session.get(VintedAccount, account_id) is None:
+            raise ProblemError(
+                422,
+                "unknown_account",
+                "No such Vinted account.",
+                errors=[{"loc": ["body", "vinted_account_id"], "msg": "unknown Vinted account"}],
+            )
+        return account_id
+    accounts = list(await session.scalars(select(VintedAccount.id).order_by(VintedAccount.id).limit(2)))
+    if len(accounts) > 1:
+        raise ProblemError(
+            422,
+            "account_required",
+            "Several Vinted accounts are connected: name one with vinted_account_id.",
+            errors=[{"loc": ["body", "vinted_account_id"], "msg": "required with several Vinted accounts"}],
+        )
+    return accounts[0]
+
+
+async def publish(
+    session: AsyncSession,
+    tenant_id: int,
+    product: Product,
+    platforms: Sequence[str],
+    vinted_account_id: int | None,
+) -> list[QueueJob]:
+    """Accept a publish command (product row already locked); return one pending job per platform."""
+    requested = list(dict.fromkeys(platforms))
+    status = ProductStatus(product.status)
+    if status in (ProductStatus.SOLD, ProductStatus.ARCHIVED):
+        raise InvalidState(f"A {status.value} product cannot be published.")
+    if product.stock_quantity <= 0:
+        raise OutOfStock("A product with no stock cannot be published.")
+    connected = await connected_platforms(session)
+    missing = [platform for platform in requested if platform not in connected]
+    if missing:
+        raise ProblemError(
+            409,
+            "platform_not_connected",
+            f"Connect {', '.join(missing)} before publishing there.",
+            errors=[{"loc": ["body", "platforms"], "msg": f"not connected: {', '.join(missing)}"}],
+        )
+    account_id = await _resolve_vinted_account(session, vinted_account_id) if "vinted" in requested else None
+    for platform in requested:
+        listing = await listings.get_listing(session, product.id, platform)
+        busy = listing is not None and listing.status in listings.ACTIVE_LISTING_STATES
+        if busy or await _unfinished_job(session, product.id, platform, JobAction.PUBLISH) is not None:
+            raise ProblemError(
+                409,
+                "already_listed",
+                f"The product is already listed (or being listed) on {platform}.",
+                errors=[{"loc": ["body", "platforms"], "msg": f"already listed on {platform}"}],
+            )
+    await check_platform_quota(session, tenant_id, set(requested))
+    if status is ProductStatus.DRAFT:
+        now = await transaction_now(session)
+        await apply_status_change(
+            session, product, change_status(lifecycle_state(product), ProductStatus.PUBLISHED, now=now)
+        )
+    jobs = []
+    for platform in requested:
+        account = account_id if platform == "vinted" else None
+        await listings.mark_listing_pending(session, product.id, platform, account)
+        payload = {"vinted_account_id": account} if account is not None else {}
+        jobs.append(
+            await queue.enqueue_job(
+                session,
+                tenant_id=tenant_id,
+                platform=platform,
+                action=JobAction.PUBLISH,
+                product_id=product.id,
+                payload=payload,
+            )
+        )
+    return jobs
+
+
+async def _live_listing(session: AsyncSession, product_id: int, platform: str) -> PlatformListing:
+    listing = await listings.get_listing(session, product_id, platform)
+    if listing is None or listing.status != "live":
+        raise ProblemError(409, "not_listed", f"The product has no live listing on {platform}.")
+    return listing
+
+
+async def update_listing(session: AsyncSession, tenant_id: int, product: Product, platform: str) -> QueueJob:
+    """Push the current product to its live listing on one platform."""
+    listing = await _live_listing(session, product.id, platform)
+    return await queue.enqueue_job(
+        session,
+        tenant_id=tenant_id,
+        platform=platform,
+        action=JobAction.UPDATE,
+        product_id=product.id,
+        payload={"vinted_account_id": listing.vinted_account_id} if listing.vinted_account_id else {},
+    )
+
+
+async def delist(
+    session: AsyncSession,
+    tenant_id: int,
+    product: Product,
+    platform: str,
+    *,
+    listing_status_after: str = "delisted",
+) -> QueueJob:
+    """End a live listing; an unfinished delist of the same listing is returned instead of a second one."""
+    listing = await _live_listing(session, product.id, platform)
+    existing = await _unfinished_job(session, product.id, platform, JobAction.DELIST)
+    if existing is not None:
+        return existing
+    payload: dict[str, object] = {"listing_status_after": listing_status_after}
+    if listing.vinted_account_id:
+        payload["vinted_account_id"] = listing.vinted_account_id
+    return await queue.enqueue_job(
+        session,
+        tenant_id=tenant_id,
+        platform=platform,
+        action=JobAction.DELIST,
+        product_id=product.id,
+        payload=payload,
+    )
+
+
+async def delist_everywhere(
+    session: AsyncSession, tenant_id: int, product: Product, *, except_platform: str | None = None
+) -> list[QueueJob]:
+    """A sold or archived product: a delist job for every other live listing (no double sale)."""
+    jobs = []
+    for listing in await listings.listings_of(session, product.id):
+        if listing.status == "live" and listing.platform != except_platform:
+            jobs.append(await delist(session, tenant_id, product, listing.platform))
+    return jobs

@@ -1,0 +1,131 @@
+"""/api/integrations: connect eBay and Etsy (tokens sealed at rest), Vinted accounts (no secrets at all)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Response
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from domain.errors import Conflict, NotFound
+from gateway import publishing
+from gateway.dependencies import CurrentPrincipal, Services, TenantSession, UnitOfWorkRoute
+from gateway.schemas.integrations import (
+    EbayConnection,
+    EtsyConnection,
+    VintedAccountIn,
+    VintedAccountOut,
+    VintedAccounts,
+)
+from ops.secrets_box import SecretsBox
+from persistence import credentials
+from persistence.tenant_models import VintedAccount
+
+router = APIRouter(prefix="/api/integrations", tags=["integrations"], route_class=UnitOfWorkRoute)
+
+_ID = re.compile(r"^[1-9][0-9]{0,9}$")
+
+
+def _box(services: Services) -> SecretsBox:
+    return SecretsBox(services.settings.stoflow_secret_key.get_secret_value())
+
+
+async def _connect(
+    session: TenantSession,
+    tenant_id: int,
+    box: SecretsBox,
+    platform: str,
+    tokens: dict[str, str],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    await publishing.check_platform_quota(session, tenant_id, {platform})
+    await credentials.put_credential(session, platform, box.seal(tokens), settings)
+    return {"platform": platform, "connected": True, **settings}
+
+
+@router.put("/ebay", responses={403: {"description": "quota_exceeded"}})
+async def connect_ebay(
+    body: EbayConnection, principal: CurrentPrincipal, services: Services, session: TenantSession
+) -> dict[str, Any]:
+    """Connect (or reconnect) the eBay seller account; the tokens are stored encrypted."""
+    settings = body.model_dump(exclude={"access_token", "refresh_token"})
+    tokens = {"access_token": body.access_token, "refresh_token": body.refresh_token}
+    return await _connect(session, principal.tenant_id, _box(services), "ebay", tokens, settings)
+
+
+@router.put("/etsy", responses={403: {"description": "quota_exceeded"}})
+async def connect_etsy(
+    body: EtsyConnection, principal: CurrentPrincipal, services: Services, session: TenantSession
+) -> dict[str, Any]:
+    """Connect (or reconnect) the Etsy shop; the tokens are stored encrypted."""
+    settings = {"shop_id": str(body.shop_id), "shipping_profile_id": str(body.shipping_profile_id)}
+    tokens = {"access_token": body.access_token, "refresh_token": body.refresh_token}
+    return await _connect(session, principal.tenant_id, _box(services), "etsy", tokens, settings)
+
+
+@router.get("")
+async def list_integrations(session: TenantSession) -> dict[str, Any]:
+    """What is connected, without any secret."""
+    answer: dict[str, Any] = {}
+    for platform in ("ebay", "etsy"):
+        credential = await credentials.get_credential(session, platform)
+        answer[platform] = (
+            {"connected": True, "connected_at": credential.connected_at.isoformat(), **credential.settings}
+            if credential is not None
+            else {"connected": False}
+        )
+    accounts = int(await session.scalar(select(func.count()).select_from(VintedAccount)) or 0)
+    answer["vinted"] = {"connected": accounts > 0, "accounts": accounts}
+    return answer
+
+
+@router.delete("/{platform}", status_code=204, response_class=Response)
+async def disconnect(
+    platform: Annotated[str, Path(description="vinted, ebay or etsy")], session: TenantSession
+) -> Response:
+    """Forget a platform's connection (Vinted: every account)."""
+    if platform in ("ebay", "etsy"):
+        await credentials.delete_credential(session, platform)
+    elif platform == "vinted":
+        await session.execute(delete(VintedAccount))
+    else:
+        raise NotFound("No such platform.")
+    return Response(status_code=204)
+
+
+def _account_out(account: VintedAccount) -> VintedAccountOut:
+    return VintedAccountOut.model_validate(account, from_attributes=True)
+
+
+@router.post("/vinted/accounts", status_code=201, responses={403: {"description": "quota_exceeded"}})
+async def add_vinted_account(
+    body: VintedAccountIn, principal: CurrentPrincipal, session: TenantSession
+) -> VintedAccountOut:
+    """Link a Vinted account; the plugin keeps the session, the backend never sees a password or cookie."""
+    await publishing.check_platform_quota(session, principal.tenant_id, {"vinted"})
+    account = VintedAccount(vinted_user_id=str(body.vinted_user_id), username=body.username)
+    session.add(account)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict("This Vinted account is already linked.") from None
+    await session.refresh(account)
+    return _account_out(account)
+
+
+@router.get("/vinted/accounts")
+async def list_vinted_accounts(session: TenantSession) -> VintedAccounts:
+    """Every linked Vinted account."""
+    rows = await session.scalars(select(VintedAccount).order_by(VintedAccount.id))
+    return VintedAccounts(items=[_account_out(row) for row in rows])
+
+
+def account_id_of(account_id: Annotated[str, Path(description="The Vinted account's id.")]) -> int:
+    if not _ID.fullmatch(account_id):
+        raise NotFound("No such Vinted account.")
+    return int(account_id)
+
+
+AccountId = Annotated[int, Depends(account_id_of)]

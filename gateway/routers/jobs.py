@@ -1,0 +1,180 @@
+"""/api/jobs: follow, cancel and retry the jobs commands created."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy import Select, and_, or_, select, text
+
+from domain.errors import InvalidState, NotFound
+from domain.jobs import CANCELLABLE, JobAction, JobStatus
+from gateway.dependencies import CurrentPrincipal, Services, TenantSession, UnitOfWorkRoute
+from gateway.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorCodec
+from gateway.problems import ProblemError
+from gateway.schemas.jobs import JobOut, JobPage
+from persistence import queue
+from persistence.tenant_models import PlatformListing, QueueJob
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"], route_class=UnitOfWorkRoute)
+
+_NOT_FOUND = "No such job."
+
+
+def _job_id(job_id: Annotated[str, Path(description="The job's UUID.")]) -> uuid.UUID:
+    try:
+        return uuid.UUID(job_id)
+    except ValueError:
+        raise NotFound(_NOT_FOUND) from None
+
+
+JobId = Annotated[uuid.UUID, Depends(_job_id)]
+
+
+async def _job(session: TenantSession, job_id: uuid.UUID, *, for_update: bool = False) -> QueueJob:
+    statement: Select[QueueJob] = (
+        select(QueueJob).where(QueueJob.id == job_id).execution_options(populate_existing=True)
+    )
+    if for_update:
+        statement = statement.with_for_update()
+    job = await session.scalar(statement)
+    if job is None:
+        raise NotFound(_NOT_FOUND)
+    return job
+
+
+@router.get("")
+async def list_jobs(
+    session: TenantSession,
+    services: Services,
+    status: JobStatus | None = None,
+    platform: Annotated[str | None, Query(pattern="^(vinted|ebay|etsy|ai)$")] = None,
+    action: JobAction | None = None,
+    product_id: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> JobPage:
+    """Jobs, newest first, with filters."""
+    codec = CursorCodec(services.settings.stoflow_secret_key.get_secret_value().encode())
+    statement = select(QueueJob)
+    if cursor is not None:
+        position = codec.decode(cursor)
+        try:
+            created = datetime.fromisoformat(str(position["created_at"]))
+            last_id = uuid.UUID(str(position["id"]))
+        except (KeyError, ValueError):
+            raise ProblemError(422, "invalid_cursor", "The cursor is not one this API issued.") from None
+        statement = statement.where(
+            or_(QueueJob.created_at < created, and_(QueueJob.created_at == created, QueueJob.id < last_id))
+        )
+    if status is not None:
+        statement = statement.where(QueueJob.status == status.value)
+    if platform is not None:
+        statement = statement.where(QueueJob.platform == platform)
+    if action is not None:
+        statement = statement.where(QueueJob.action == action.value)
+    if product_id is not None:
+        statement = statement.where(QueueJob.product_id == product_id)
+    rows = list(
+        await session.scalars(
+            statement.order_by(QueueJob.created_at.desc(), QueueJob.id.desc()).limit(limit + 1)
+        )
+    )
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = page[-1]
+        next_cursor = codec.encode({"created_at": last.created_at.isoformat(), "id": str(last.id)})
+    return JobPage(items=[JobOut.of(job) for job in page], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", responses={404: {"description": "not_found"}})
+async def get_job(job_id: JobId, session: TenantSession) -> JobOut:
+    """One job."""
+    return JobOut.of(await _job(session, job_id))
+
+
+@router.post(
+    "/{job_id}/cancel", responses={404: {"description": "not_found"}, 409: {"description": "invalid_state"}}
+)
+async def cancel_job(job_id: JobId, session: TenantSession) -> JobOut:
+    """Cancel a job that has not started running (its plugin task, if any, leaves the plugin queue)."""
+    job = await _job(session, job_id, for_update=True)
+    if JobStatus(job.status) not in CANCELLABLE or not await _plugin_task_unclaimed(session, job):
+        raise InvalidState(f"A {job.status} job cannot be cancelled.")
+    job.status = JobStatus.CANCELLED
+    job.next_attempt_at = None
+    if job.action == JobAction.PUBLISH and job.product_id is not None:
+        # The listing never came to be: it must not block a later publish.
+        listing = await session.scalar(
+            select(PlatformListing).where(
+                PlatformListing.product_id == job.product_id,
+                PlatformListing.platform == job.platform,
+                PlatformListing.status == "pending",
+            )
+        )
+        if listing is not None:
+            listing.status = "delisted" if listing.external_id else "failed"
+    await session.flush()
+    await session.refresh(job)
+    return JobOut.of(job)
+
+
+async def _plugin_task_unclaimed(session: TenantSession, job: QueueJob) -> bool:
+    """A waiting_plugin job may be cancelled only while the plugin has not claimed its task."""
+    if job.status != JobStatus.WAITING_PLUGIN:
+        return True
+    claimed = await session.scalar(
+        text(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
+            "AND table_name = 'plugin_tasks'"
+        )
+    )
+    if claimed is None:
+        return True
+    taken = await session.scalar(
+        text(
+            "DELETE FROM plugin_tasks WHERE job_id = :job AND lease_id IS NULL AND finished_at IS NULL "
+            "RETURNING id"
+        ),
+        {"job": job.id},
+    )
+    return taken is not None
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    responses={404: {"description": "not_found"}, 409: {"description": "invalid_state"}},
+)
+async def retry_job(job_id: JobId, principal: CurrentPrincipal, session: TenantSession) -> JobOut:
+    """Run a failed job again from the start of its attempts."""
+    job = await _job(session, job_id, for_update=True)
+    if job.status != JobStatus.FAILED:
+        raise InvalidState(f"Only a failed job can be retried; this one is {job.status}.")
+    job.status = JobStatus.PENDING
+    job.attempts = 0
+    job.error = None
+    job.next_attempt_at = None
+    job.handed_off_at = None
+    if job.action == JobAction.PUBLISH and job.product_id is not None:
+        listing = await session.scalar(
+            select(PlatformListing).where(
+                PlatformListing.product_id == job.product_id, PlatformListing.platform == job.platform
+            )
+        )
+        if listing is not None and listing.status == "failed":
+            listing.status = "pending"
+    await session.flush()
+    await queue.note_tenant_work(session, principal.tenant_id)
+    await session.execute(
+        text("SELECT pg_notify(:channel, :message)"),
+        {
+            "channel": queue.NOTIFY_CHANNEL,
+            "message": f"{principal.tenant_id}:{job.id}:{job.platform}:{job.runs + 1}",
+        },
+    )
+    await session.refresh(job)
+    return JobOut.of(job)
