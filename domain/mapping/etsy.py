@@ -1,0 +1,109 @@
+"""Stoflow product -> Etsy Open API v3 `createDraftListing` body.
+
+Etsy only takes handmade goods, craft supplies and vintage (at least 20 years old). A second-hand
+product is therefore eligible only as vintage: it needs a `decade` whose last year is at least 20 years
+before today (the 1990s end in 1999: eligible from 2019; the 2010s never before 2039). No decade, or a
+decade too recent, is NotEligible, raised before anything else so that nothing is sent.
+
+Required attributes (MappingMissing when unset or unmapped):
+- `decade` -> `when_made` (etsy.json `decades.when_made`; unset is NotEligible, see above);
+- `category` -> `taxonomy_id` (`categories.taxonomy_id`).
+
+Fixed values: `who_made` is `someone_else` (we resell, we did not make it), `is_supply` is false, `type`
+is `physical`. The draft has no `state`: `createDraftListing` always creates a draft, and the worker
+activates it once its images are uploaded (Etsy refuses to activate a listing without one).
+
+Rules: title cut to 140 characters at a word boundary; price 0.20..50,000 in the shop's currency (Etsy
+prices a listing in its shop's currency); quantity 1..999.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from domain.catalogue import PlatformMappings, ProductSnapshot
+from domain.mapping.common import (
+    NotEligible,
+    listing_description,
+    listing_sku,
+    mapped_field,
+    price_number,
+    truncate_title,
+)
+from domain.mapping.policy import ListingPolicy, check_listing_policy
+
+PLATFORM = "etsy"
+TITLE_MAX = 140
+VINTAGE_MIN_AGE_YEARS = 20
+MIN_PRICE = Decimal("0.20")
+MAX_PRICE = Decimal("50000")
+MAX_QUANTITY = 999
+
+_DECADE_CODE = re.compile(r"^(\d{3})0s$")
+
+
+@dataclass(frozen=True)
+class EtsyShopSettings:
+    """The seller's Etsy shop: where listings go, how they ship, and the currency it sells in."""
+
+    shop_id: int
+    shipping_profile_id: int
+    currency: str = "EUR"
+    return_policy_id: int | None = None
+
+
+def check_etsy_eligibility(product: ProductSnapshot, *, today: date) -> None:
+    """Raise NotEligible unless the product is vintage: its decade ended at least 20 years before today."""
+    if product.decade is None:
+        raise NotEligible(
+            PLATFORM, "Etsy takes second-hand goods only as vintage, and it has no decade", field="decade"
+        )
+    match = _DECADE_CODE.fullmatch(product.decade)
+    if match is None:
+        raise NotEligible(PLATFORM, f"cannot tell the age of decade {product.decade!r}", field="decade")
+    last_year = int(match.group(1)) * 10 + 9
+    if last_year > today.year - VINTAGE_MIN_AGE_YEARS:
+        raise NotEligible(
+            PLATFORM,
+            f"vintage means at least {VINTAGE_MIN_AGE_YEARS} years old, and the {product.decade} "
+            f"run until {last_year}",
+            field="decade",
+        )
+
+
+def map_to_etsy_listing(
+    product: ProductSnapshot, mappings: PlatformMappings, shop: EtsyShopSettings, *, today: date
+) -> dict[str, object]:
+    """Build the body of `POST /v3/application/shops/{shop_id}/listings` (a draft listing)."""
+    check_etsy_eligibility(product, today=today)
+    check_listing_policy(
+        product,
+        ListingPolicy(
+            PLATFORM,
+            frozenset({shop.currency}),
+            min_price=MIN_PRICE,
+            max_price=MAX_PRICE,
+            max_quantity=MAX_QUANTITY,
+        ),
+    )
+    when_made = mapped_field(mappings, PLATFORM, "decade", product.decade, "when_made", str)
+    taxonomy_id = mapped_field(mappings, PLATFORM, "category", product.category, "taxonomy_id", int)
+    listing: dict[str, object] = {
+        "quantity": product.stock_quantity,
+        "title": truncate_title(product.title, TITLE_MAX),
+        "description": listing_description(product),
+        "price": price_number(product.price),
+        "who_made": "someone_else",
+        "when_made": when_made,
+        "taxonomy_id": taxonomy_id,
+        "shipping_profile_id": shop.shipping_profile_id,
+        "is_supply": False,
+        "type": "physical",
+        "skus": [listing_sku(product)],
+    }
+    if shop.return_policy_id is not None:
+        listing["return_policy_id"] = shop.return_policy_id
+    return listing

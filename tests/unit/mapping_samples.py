@@ -1,0 +1,128 @@
+"""Sample products and mappings for the mapper tests, and the golden-payload comparison.
+
+The mappings are a hand-made excerpt of ops/reference_data/platform_mappings (same shape, some
+entries unverified on purpose), so that golden payloads change only when a mapper does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from domain.catalogue import PlatformMappings, ProductSnapshot
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+#: Set STOFLOW_UPDATE_GOLDEN=1 to rewrite the golden files from the current mappers, then review the diff.
+UPDATE_GOLDEN = os.environ.get("STOFLOW_UPDATE_GOLDEN") == "1"
+
+NESTED_MAPPINGS: dict[str, dict[str, dict[str, dict[str, object]]]] = {
+    "ebay": {
+        "categories": {
+            "women_dresses": {"category_id": "63861", "verified": True},
+            "men_jeans": {"category_id": "11483", "verified": True},
+            "kids_girls_dresses": {"category_id": "11475", "verified": False},
+        },
+        "conditions": {
+            "new_with_tags": {"condition": "NEW", "verified": True},
+            "very_good": {"condition": "PRE_OWNED_EXCELLENT", "verified": False},
+            "good": {"condition": "USED_EXCELLENT", "verified": True},
+        },
+        "brands": {
+            "levis": {"aspect": "Levi's", "verified": True},
+            "zara": {"aspect": "Zara", "verified": True},
+        },
+        "colors": {"blue": {"aspect": "Blue", "verified": False}},
+        "sizes": {"m": {"aspect": "M", "verified": False}, "w32": {"aspect": "W32", "verified": False}},
+        "materials": {"cotton": {"aspect": "Cotton", "verified": False}},
+        "styles": {"casual": {"aspect": "Casual", "verified": False}},
+        "patterns": {"plain": {"aspect": "Plain", "verified": False}},
+        "genders": {
+            "women": {"department": "Women", "verified": True},
+            "men": {"department": "Men", "verified": True},
+            "unisex": {"department": "Unisex Adults", "verified": False},
+        },
+    },
+    "etsy": {
+        "categories": {
+            "women_dresses": {"taxonomy_id": 374, "verified": False},
+            "men_jeans": {"taxonomy_id": 374, "verified": False},
+        },
+        "decades": {
+            "1970s": {"when_made": "1970s", "verified": True},
+            "1990s": {"when_made": "1990s", "verified": True},
+            "2000s": {"when_made": "2000_2005", "verified": False},
+            "2010s": {"when_made": "2010_2019", "verified": True},
+        },
+    },
+    "vinted": {
+        "categories": {
+            "women_dresses": {"catalog_id": 10, "verified": True},
+            "men_jeans": {"catalog_id": 257, "verified": False},
+            "women_coats": {"catalog_id": 1907, "package_size_id": 2, "verified": False},
+            "kids_girls_dresses": {"catalog_id": 1193, "verified": False},
+        },
+        "conditions": {
+            "new_with_tags": {"status_id": 6, "verified": True},
+            "very_good": {"status_id": 2, "verified": True},
+            "good": {"status_id": 3, "verified": True},
+        },
+        "brands": {"levis": {"brand_id": 10, "verified": True}, "zara": {"brand_id": 12, "verified": True}},
+        "sizes": {
+            "m": {"size_id": 4, "size_id_men": 208, "verified": True},
+            "xxs": {"size_id": 102, "verified": True},
+        },
+        "colors": {"blue": {"color_id": 9, "verified": True}, "black": {"color_id": 1, "verified": False}},
+    },
+}
+
+MAPPINGS = PlatformMappings.from_nested(NESTED_MAPPINGS)
+
+PRODUCT = ProductSnapshot(
+    id=42,
+    sku="SKU-0042",
+    title="Robe Zara vintage bleue en coton",
+    description="Robe d'été en coton bleu, portée deux fois.",
+    price=Decimal("19.90"),
+    currency="EUR",
+    stock_quantity=1,
+    category="women_dresses",
+    brand="zara",
+    size="m",
+    color="blue",
+    material="cotton",
+    gender="women",
+    condition="very_good",
+    decade="1990s",
+    condition_sup="Small mark on the hem.",
+    pattern="plain",
+    style="casual",
+    image_urls=("https://media.example.com/p/42/1.jpg", "https://media.example.com/p/42/2.jpg"),
+)
+
+
+def product(**changes: Any) -> ProductSnapshot:
+    """Return the sample product with some fields changed."""
+    return replace(PRODUCT, **changes)
+
+
+def mappings_without(platform: str, kind: str, code: str) -> PlatformMappings:
+    """Return the sample mappings with one entry removed."""
+    nested = json.loads(json.dumps(NESTED_MAPPINGS))
+    del nested[platform][kind][code]
+    return PlatformMappings.from_nested(nested)
+
+
+def assert_matches_golden(payload: dict[str, object], name: str) -> None:
+    """Compare a payload exactly with tests/unit/golden/<name>.json, as the JSON it will be sent as."""
+    path = GOLDEN_DIR / f"{name}.json"
+    sent = json.loads(json.dumps(payload))  # also proves the payload is plain JSON
+    if UPDATE_GOLDEN:
+        path.write_text(json.dumps(sent, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    expected = json.loads(path.read_text(encoding="utf-8"))
+    assert sent == expected
+    assert payload == expected
