@@ -313,3 +313,44 @@ async def test_unknown_attribute_kind_is_404_and_attributes_need_a_token(client:
     auth = await tenant(client)
     assert_problem(await client.get("/api/attributes/planets", headers=auth), 404, "not_found")
     assert_problem(await client.get("/api/attributes/brands"), 401, "not_authenticated")
+
+
+# --- images on the product ------------------------------------------------------------------------
+
+
+async def test_product_images_come_in_display_order_with_signed_urls(
+    client: httpx.AsyncClient, migrated: Settings
+) -> None:
+    account = await register(client)
+    auth = bearer(account)
+    product = await create(client, auth)
+    schema = f"{migrated.tenant_schema_prefix}{account['user']['tenant_id']}"
+    dsn = to_asyncpg_url(migrated.database_url).replace("postgresql+asyncpg://", "postgresql://", 1)
+    connection = await asyncpg.connect(dsn)
+    try:
+        # Written directly: the upload endpoint is tested with the images router.
+        for key, order in (("b.jpg", 2), ("a.jpg", 1), ("c.jpg", 2)):
+            await connection.execute(
+                f'INSERT INTO "{schema}".product_images'
+                " (product_id, storage_key, display_order, width, height, content_sha256)"
+                " VALUES ($1, $2, $3, 640, 480, $4)",
+                product["id"],
+                f"{schema}/{key}",
+                order,
+                "0" * 64,
+            )
+    finally:
+        await connection.close()
+    response = await client.get(f"/api/products/{product['id']}", headers=auth)
+    images = response.json()["images"]
+    assert [image["url"].split("?")[0].rsplit("/", 1)[-1] for image in images] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert [image["display_order"] for image in images] == [1, 2, 2]
+    first = images[0]
+    assert set(first) == {"id", "url", "display_order", "width", "height", "created_at"}
+    assert first["url"].startswith(migrated.public_base_url.rstrip("/") + "/media/")
+    assert "signature=" in first["url"]
+    assert "expires=" in first["url"]
+    assert (first["width"], first["height"]) == (640, 480)
+    # A list item carries the product fields, not its images.
+    listed = (await client.get("/api/products", headers=auth)).json()["items"][0]
+    assert "images" not in listed
