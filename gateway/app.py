@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(attributes.router)
     app.include_router(products.router)
     app.include_router(images.router)
+    app.include_router(images.media_router)
     app.include_router(publications.router)
     app.include_router(jobs.router)
     app.include_router(integrations.router)

@@ -117,6 +117,9 @@ class UnitOfWorkRoute(APIRoute):
                 except BaseException:
                     await session.rollback()
                     raise
+                finally:
+                    # A replayed upload never reaches FastAPI's handler, which would close the parsed form.
+                    await request.close()
 
         return run_in_unit_of_work
 

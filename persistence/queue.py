@@ -236,13 +236,13 @@ async def due_handoffs(session: AsyncSession, tenant_id: int, stale_after: timed
             SELECT id, platform, runs FROM plugin_queue
             WHERE (status IN ('pending', 'rate_limited')
                    AND coalesce(next_attempt_at, created_at) <= now()
-                   AND (handed_off_at IS NULL OR handed_off_at < now() - :stale))
-               OR (status = 'queued' AND handed_off_at < now() - :stale)
+                   AND (handed_off_at IS NULL OR handed_off_at < now() - make_interval(secs => :stale)))
+               OR (status = 'queued' AND handed_off_at < now() - make_interval(secs => :stale))
             ORDER BY coalesce(next_attempt_at, created_at)
             LIMIT 500
             """
         ),
-        {"stale": stale_after},
+        {"stale": stale_after.total_seconds()},
     )
     return [Handoff(tenant_id, row[0], row[1], int(row[2]) + 1) for row in rows]
 

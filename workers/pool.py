@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -39,12 +40,16 @@ def build_worker(
     *,
     adapters: dict[str, PlatformAdapter] | None = None,
     burst: bool = False,
+    handle_signals: bool = True,
+    configure: Callable[[WorkerApp], None] | None = None,
 ) -> Worker:
     """An ARQ worker on the platform's queue whose jobs share one `WorkerApp`."""
 
     async def startup(ctx: dict[str, Any]) -> None:
         app = await build_worker_app(settings, platform, concurrency)
         app.adapters = adapters if adapters is not None else default_adapters(app)
+        if configure is not None:
+            configure(app)
         ctx["app"] = app
         log.info("worker_started", platform=platform, concurrency=concurrency, owner=app.owner)
 
@@ -64,7 +69,7 @@ def build_worker(
         keep_result=60,
         poll_delay=0.1,
         burst=burst,
-        handle_signals=True,
+        handle_signals=handle_signals,
         log_results=False,
     )
 

@@ -1,0 +1,81 @@
+"""Run the real dispatcher and a real ARQ worker inside a test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+
+from ops.settings import Settings
+from workers.context import WorkerApp
+from workers.dispatcher import Dispatcher
+from workers.platforms.base import PlatformAdapter
+from workers.pool import build_worker
+
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+@contextlib.asynccontextmanager
+async def running_pipeline(
+    settings: Settings,
+    platform: str,
+    adapter: PlatformAdapter,
+    *,
+    configure: Callable[[WorkerApp], None] | None = None,
+    sweep_seconds: float = 0.2,
+) -> AsyncIterator[Dispatcher]:
+    """A dispatcher and one worker of `platform` using `adapter`, stopped on exit."""
+    dispatcher = Dispatcher(settings, sweep_seconds=sweep_seconds)
+    worker = build_worker(
+        settings, platform, 10, adapters={platform: adapter}, handle_signals=False, configure=configure
+    )
+    tasks = [asyncio.create_task(dispatcher.run()), asyncio.create_task(worker.async_run())]
+    try:
+        yield dispatcher
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await worker.close()
+
+
+async def wait_for_job(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    job_id: str,
+    *,
+    until: Callable[[dict[str, Any]], bool] = lambda job: job["status"] in FINISHED,
+    timeout: float = 20.0,
+) -> dict[str, Any]:
+    """Poll GET /api/jobs/{id} until `until` holds; fail the test on timeout."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    job: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        response = await client.get(f"/api/jobs/{job_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if until(job):
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not get there in {timeout}s; last seen {job}")
+
+
+EBAY_CONNECTION = {
+    "access_token": "sandbox-access",
+    "refresh_token": "sandbox-refresh",
+    "marketplace_id": "EBAY_FR",
+    "fulfillment_policy_id": "F1",
+    "payment_policy_id": "P1",
+    "return_policy_id": "R1",
+    "merchant_location_key": "paris-1",
+}
+
+
+def new_sku() -> str:
+    return f"SKU-{uuid.uuid4().hex[:10].upper()}"
