@@ -11,9 +11,36 @@ from domain.catalogue import ProductSnapshot
 from persistence.tenant_models import Product, ProductImage
 
 _FIELDS = (
-    "sku title description price currency stock_quantity category brand size color material fit gender season "
-    "condition label_size decade closure condition_sup model origin pattern style dim1 dim2 dim3 dim4 dim5 dim6"
-).split()
+    "sku",
+    "title",
+    "description",
+    "price",
+    "currency",
+    "stock_quantity",
+    "category",
+    "brand",
+    "size",
+    "color",
+    "material",
+    "fit",
+    "gender",
+    "season",
+    "condition",
+    "label_size",
+    "decade",
+    "closure",
+    "condition_sup",
+    "model",
+    "origin",
+    "pattern",
+    "style",
+    "dim1",
+    "dim2",
+    "dim3",
+    "dim4",
+    "dim5",
+    "dim6",
+)
 
 
 async def load_product_snapshot(

@@ -20,8 +20,8 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from ops.settings import Settings, to_asyncpg_url
 from ops.service_urls import ServiceUrls, resolve_service_urls
+from ops.settings import Settings, to_asyncpg_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
