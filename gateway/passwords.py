@@ -6,6 +6,9 @@ import asyncio
 
 import bcrypt
 
+# bcrypt reads at most 72 bytes (and bcrypt 5 raises on more).
+MAX_PASSWORD_BYTES = 72
+
 
 class PasswordHasher:
     def __init__(self, rounds: int) -> None:
@@ -20,6 +23,10 @@ class PasswordHasher:
     async def verify(self, password: str, password_hash: str | None) -> bool:
         """Check a password; with no hash (unknown user) spend the same time and answer False."""
         candidate = password.encode()
+        if len(candidate) > MAX_PASSWORD_BYTES:
+            # bcrypt refuses longer input, and registration never accepts it: spend the time, answer False.
+            await asyncio.to_thread(bcrypt.checkpw, candidate[:MAX_PASSWORD_BYTES], self._dummy_hash)
+            return False
         if password_hash is None:
             await asyncio.to_thread(bcrypt.checkpw, candidate, self._dummy_hash)
             return False

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
 
@@ -64,3 +65,27 @@ async def login(
     """POST /api/auth/login and return the raw response."""
     params = {"source": source} if source is not None else None
     return await client.post("/api/auth/login", json={"email": email, "password": password}, params=params)
+
+
+@asynccontextmanager
+async def pg_connection(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A plain asyncpg connection to the test database, outside the app's pool."""
+    dsn = settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    connection = await asyncpg.connect(dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def schema_names(connection: asyncpg.Connection) -> set[str]:
+    """Every schema (namespace) of the database."""
+    return {row["nspname"] for row in await connection.fetch("SELECT nspname FROM pg_namespace")}
+
+
+async def schema_tables(connection: asyncpg.Connection, schema: str) -> set[str]:
+    """The tables (and views) of one schema."""
+    rows = await connection.fetch(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
+    )
+    return {row["table_name"] for row in rows}
