@@ -8,6 +8,7 @@ finishes the rest. Several schemas migrate at a time.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,8 +93,25 @@ def upgrade_tenant_schema_sync(connection: Connection, schema: str) -> bool:
     return _run_upgrade(connection, TENANT, schema, TenantBase.metadata)
 
 
+# Alembic's `op` and `context` are module-global proxies: two upgrades interleaving on one event loop would
+# run one tenant's DDL on another tenant's connection. Upgrades in one process therefore take turns (the
+# connections, locks and commits of several tenants still overlap).
+_upgrade_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _upgrade_turn() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    turn = _upgrade_turns.get(loop)
+    if turn is None:
+        turn = _upgrade_turns[loop] = asyncio.Lock()
+    return turn
+
+
 async def upgrade_tenant_schema(connection: AsyncConnection, schema: str) -> bool:
-    return await connection.run_sync(upgrade_tenant_schema_sync, schema)
+    async with _upgrade_turn():
+        return await connection.run_sync(upgrade_tenant_schema_sync, schema)
 
 
 def _upgrade_core_sync(connection: Connection) -> bool:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from migrations.runner import upgrade_tenant_schema_sync
+from migrations.runner import upgrade_tenant_schema
 from persistence.core_models import LoginSession, RefreshToken, SubscriptionQuota, Tenant, User
 from persistence.tenancy import tenant_schema
 
@@ -45,7 +45,7 @@ async def create_tenant_schema(session: AsyncSession, prefix: str, tenant_id: in
     """Create and migrate the tenant's schema inside the caller's transaction."""
     schema = tenant_schema(prefix, tenant_id)
     connection = await session.connection()
-    await connection.run_sync(upgrade_tenant_schema_sync, schema)
+    await upgrade_tenant_schema(connection, schema)
     # The migration scoped the transaction to the new schema; nothing after it needs that.
     await connection.execute(text("SET LOCAL search_path TO public"))
     return schema
