@@ -1,15 +1,48 @@
-"""Build the adapters of a worker pool (filled in as each marketplace lands)."""
+"""Build the adapters of a worker pool: one per marketplace whose API base URL is configured."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import structlog
+
 from workers.platforms.base import PlatformAdapter
+from workers.platforms.ebay import EbayAdapter
+from workers.platforms.etsy import REQUESTS_PER_SECOND as ETSY_REQUESTS_PER_SECOND
+from workers.platforms.etsy import EtsyAdapter
+from workers.platforms.http import RequestRateLimiter
 
 if TYPE_CHECKING:
     from workers.context import WorkerApp
 
+log = structlog.get_logger(__name__)
+
 
 def build_adapters(app: WorkerApp) -> dict[str, PlatformAdapter]:
-    """The adapters of the real marketplaces, sharing the worker's HTTP client."""
-    return {}
+    """The adapters of the real marketplaces, sharing the worker's HTTP client.
+
+    A marketplace without a base URL gets no adapter (its jobs fail with a clear error) rather than a
+    default that could send development data to the live marketplace.
+    """
+    settings = app.settings
+    adapters: dict[str, PlatformAdapter] = {}
+    if settings.ebay_api_base:
+        adapters["ebay"] = EbayAdapter(
+            app.http,
+            base_url=settings.ebay_api_base,
+            client_id=settings.ebay_client_id,
+            client_secret=settings.ebay_client_secret.get_secret_value(),
+        )
+    else:
+        log.warning("platform_not_configured", target="ebay", setting="EBAY_API_BASE")
+    if settings.etsy_api_base:
+        adapters["etsy"] = EtsyAdapter(
+            app.http,
+            base_url=settings.etsy_api_base,
+            api_key=settings.etsy_api_key.get_secret_value(),
+            # One limiter per worker process: Etsy counts requests per application.
+            limiter=RequestRateLimiter(ETSY_REQUESTS_PER_SECOND),
+        )
+    else:
+        log.warning("platform_not_configured", target="etsy", setting="ETSY_API_BASE")
+    return adapters
