@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 import httpx
+from structlog.testing import capture_logs
 
 from migrations.runner import head_revision
 from ops.settings import Settings
@@ -196,8 +197,12 @@ async def test_registration_failing_halfway_leaves_nothing_behind(
             tenants_before = await connection.fetchval("SELECT count(*) FROM public.tenants")
             max_tenant_before = await connection.fetchval("SELECT coalesce(max(id), 0) FROM public.tenants")
             schemas_before = await schema_names(connection)
-            response = await client.post("/api/auth/register", json={"email": email, "password": PASSWORD})
+            with capture_logs() as logs:
+                response = await client.post(
+                    "/api/auth/register", json={"email": email, "password": PASSWORD}
+                )
             assert 500 <= response.status_code < 600, response.text
+            assert any(entry["log_level"] == "error" for entry in logs), logs
             assert response.headers["content-type"].startswith("application/problem+json")
             body = response.json()
             assert body["status"] == response.status_code

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from ops.settings import Settings
 from tests.support import app_client, assert_problem, bearer, register
@@ -100,8 +101,9 @@ async def test_unhandled_exception_is_a_500_without_details(migrated: Settings) 
     async def boom() -> None:
         raise RuntimeError(secret)
 
-    async with app_client(migrated, lambda application: application.add_api_route("/boom", boom)) as http:
-        response = await http.get("/boom", headers={"X-Request-Id": "boom-request-1"})
+    with capture_logs() as logs:
+        async with app_client(migrated, lambda application: application.add_api_route("/boom", boom)) as http:
+            response = await http.get("/boom", headers={"X-Request-Id": "boom-request-1"})
     body = assert_problem(response, 500, "internal_error")
     assert body.keys() >= PROBLEM_FIELDS
     assert secret not in response.text
@@ -110,6 +112,10 @@ async def test_unhandled_exception_is_a_500_without_details(migrated: Settings) 
     assert "RuntimeError" not in response.text
     assert response.headers["x-request-id"] == "boom-request-1"
     assert response.headers["x-content-type-options"] == "nosniff"
+    # The trace is logged on our side instead.
+    errors = [entry for entry in logs if entry["event"] == "unhandled_error"]
+    assert len(errors) == 1
+    assert isinstance(errors[0]["exc_info"], RuntimeError)
 
 
 async def test_every_answer_carries_a_request_id(client: httpx.AsyncClient) -> None:
