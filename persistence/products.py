@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, false, func, or_, select, text
+from sqlalchemy import ColumnElement, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +19,9 @@ from domain.errors import QuotaExceeded, SkuTaken
 from domain.lifecycle import LifecycleState, ProductStatus, StatusChange
 from domain.products import generate_sku
 from persistence.core_models import SubscriptionQuota, Tenant
-from persistence.tenant_models import Product, ProductImage
+from persistence.listings import ACTIVE_LISTING_STATES
+from persistence.listings import listings_of as listing_rows
+from persistence.tenant_models import PlatformListing, Product, ProductImage
 
 Platform = Literal["vinted", "ebay", "etsy"]
 
@@ -152,8 +154,16 @@ def like_pattern(fragment: str) -> str:
 
 
 def _listed_on(platform: Platform) -> ColumnElement[bool]:
-    # platform_listings arrives with the publication pipeline; until then no product is listed anywhere.
-    return false()
+    """Products with a live (or being published) listing on the platform."""
+    return (
+        select(PlatformListing.id)
+        .where(
+            PlatformListing.product_id == Product.id,
+            PlatformListing.platform == str(platform),
+            PlatformListing.status.in_(ACTIVE_LISTING_STATES),
+        )
+        .exists()
+    )
 
 
 async def list_products(
@@ -234,10 +244,15 @@ async def images_of(session: AsyncSession, product_id: int) -> list[ProductImage
 
 
 async def listings_of(session: AsyncSession, product_id: int) -> list[dict[str, Any]]:
-    """Return the product's marketplace listings."""
-    return []  # platform_listings arrives with the publication pipeline; no product is listed before it.
-
-
-async def enqueue_delist_jobs(session: AsyncSession, product: Product) -> None:
-    """Queue a `delist` job for every live listing of the product, in the caller's transaction."""
-    return None  # No-op until the publication pipeline adds platform_listings and plugin_queue.
+    """Return the product's marketplace listings as the API shows them."""
+    return [
+        {
+            "platform": row.platform,
+            "status": row.status,
+            "external_id": row.external_id,
+            "url": row.url,
+            "published_at": row.published_at,
+            "last_synced_at": row.last_synced_at,
+        }
+        for row in await listing_rows(session, product_id)
+    ]

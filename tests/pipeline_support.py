@@ -33,16 +33,23 @@ async def running_pipeline(
     worker = build_worker(
         settings, platform, 10, adapters={platform: adapter}, handle_signals=False, configure=configure
     )
-    tasks = [asyncio.create_task(dispatcher.run()), asyncio.create_task(worker.async_run())]
+    dispatching = asyncio.create_task(dispatcher.run())
+    working = asyncio.create_task(worker.async_run())
     try:
         yield dispatcher
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        dispatcher.stop()
+        await dispatching
+        # Let running jobs finish (a job cut mid-flight leaves connections half-open), then stop.
+        worker.allow_pick_jobs = False
+        deadline = asyncio.get_running_loop().time() + 10
+        while any(not task.done() for task in worker.tasks.values()):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
         await worker.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await working
 
 
 async def wait_for_job(

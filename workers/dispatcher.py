@@ -41,7 +41,8 @@ class Dispatcher:
         self.sweep_seconds = sweep_seconds
         self.db: Database = connect_database(settings.async_database_url, pool_size=4)
         self._arq: ArqRedis | None = None
-        self._notifications: asyncio.Queue[str] = asyncio.Queue()
+        self._notifications: asyncio.Queue[str | None] = asyncio.Queue()
+        self._stopping = asyncio.Event()
 
     async def _arq_pool(self) -> ArqRedis:
         if self._arq is None:
@@ -111,6 +112,8 @@ class Dispatcher:
     async def _handle_notifications(self) -> None:
         while True:
             payload = await self._notifications.get()
+            if payload is None:
+                return
             try:
                 tenant, job_id, platform, run = payload.split(":")
                 await self.hand_off(queue.Handoff(int(tenant), uuid.UUID(job_id), platform, int(run)))
@@ -148,19 +151,29 @@ class Dispatcher:
                 return
             await asyncio.sleep(5)
 
+    def stop(self) -> None:
+        """Ask `run` to finish the hand-off in flight and return."""
+        self._stopping.set()
+
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen())
         handler = asyncio.create_task(self._handle_notifications())
         try:
-            while True:
+            while not self._stopping.is_set():
                 try:
                     await self.sweep()
                 except Exception:
                     log.warning("sweep_round_failed", exc_info=True)
-                await asyncio.sleep(self.sweep_seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.sweep_seconds)
         finally:
             listener.cancel()
-            handler.cancel()
+            # A hand-off cut mid-flight would leave a half-open Redis connection: let it finish.
+            self._notifications.put_nowait(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(handler, 10)
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
             await self.close()
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import InvalidState, NotFound, VersionConflict
 from domain.lifecycle import ProductStatus, change_status
+from gateway import publishing
 from gateway.dependencies import CurrentPrincipal, Services, TenantSession, UnitOfWorkRoute
 from gateway.pagination import Page
 from gateway.problems import ProblemError
@@ -212,13 +213,15 @@ async def update_product(
     response_class=Response,
     responses={**_PRODUCT_RESPONSES, 412: {"description": "version_conflict"}},
 )
-async def delete_product(product_id: ProductId, session: TenantSession, if_match: IfMatch = None) -> Response:
+async def delete_product(
+    product_id: ProductId, session: TenantSession, principal: CurrentPrincipal, if_match: IfMatch = None
+) -> Response:
     """Soft-delete a product: it is gone from every read and frees its SKU."""
     product = await _live_product(session, product_id, for_update=True)
     check_if_match(if_match, product.version)
     if product.status == ProductStatus.PUBLISHED:
         # A deleted product must not stay on sale anywhere.
-        await repository.enqueue_delist_jobs(session, product)
+        await publishing.delist_everywhere(session, principal.tenant_id, product)
     await repository.soft_delete_product(session, product)
     return Response(status_code=204)
 
@@ -236,6 +239,7 @@ async def change_product_status(
     body: StatusChangeRequest,
     session: TenantSession,
     services: Services,
+    principal: CurrentPrincipal,
     response: Response,
     if_match: IfMatch = None,
 ) -> ProductDetail:
@@ -246,6 +250,6 @@ async def change_product_status(
     check_if_match(if_match, product.version)
     await repository.apply_status_change(session, product, change)
     if change.delist_due:
-        await repository.enqueue_delist_jobs(session, product)
+        await publishing.delist_everywhere(session, principal.tenant_id, product)
     response.headers["ETag"] = entity_tag(product.version)
     return await _detail(session, services, product)

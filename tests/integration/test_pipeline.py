@@ -239,3 +239,39 @@ async def test_delist_and_sold_end_listings(client: httpx.AsyncClient, migrated:
 async def test_unknown_job_is_404(client: httpx.AsyncClient, path: str) -> None:
     headers = bearer(await register(client))
     assert_problem(await client.get(path, headers=headers), 404, "not_found")
+
+
+async def test_sold_product_gets_delist_jobs_and_platform_filter(
+    client: httpx.AsyncClient, migrated: Settings
+) -> None:
+    headers = await _tenant_with_ebay(client)
+    product = await _product(client, headers)
+    market = FakeMarketplace()
+    async with running_pipeline(migrated, "ebay", market):
+        job = (
+            await client.post(
+                f"/api/products/{product['id']}/publications", json={"platforms": ["ebay"]}, headers=headers
+            )
+        ).json()["jobs"][0]
+        await wait_for_job(client, headers, job["id"])
+        listed = (await client.get("/api/products", params={"platform": "ebay"}, headers=headers)).json()
+        assert [item["id"] for item in listed["items"]] == [product["id"]]
+        detail = (await client.get(f"/api/products/{product['id']}", headers=headers)).json()
+        assert [listing["status"] for listing in detail["listings"]] == ["live"]
+        sold = await client.post(
+            f"/api/products/{product['id']}/status", json={"status": "sold"}, headers=headers
+        )
+        assert sold.status_code == 200, sold.text
+        delists = (
+            await client.get(
+                "/api/jobs", params={"product_id": product["id"], "action": "delist"}, headers=headers
+            )
+        ).json()["items"]
+        assert len(delists) == 1
+        done = await wait_for_job(client, headers, delists[0]["id"])
+    assert done["status"] == "succeeded"
+    detail = (await client.get(f"/api/products/{product['id']}", headers=headers)).json()
+    assert [listing["status"] for listing in detail["listings"]] == ["delisted"]
+    assert (await client.get("/api/products", params={"platform": "ebay"}, headers=headers)).json()[
+        "items"
+    ] == []
