@@ -76,10 +76,13 @@ def build_worker(
 
 def run_worker(settings: Settings, platform: str, concurrency: int) -> None:
     """Run a worker until SIGINT/SIGTERM."""
-    asyncio.run(_run(build_worker(settings, platform, concurrency)))
+    asyncio.run(_run(settings, platform, concurrency))
 
 
-async def _run(worker: Worker) -> None:
+async def _run(settings: Settings, platform: str, concurrency: int) -> None:
+    # Built inside the running loop: ARQ's Worker binds `asyncio.get_event_loop()` when constructed, and a
+    # worker built before `asyncio.run` would schedule its main task on another loop and die at start.
+    worker = build_worker(settings, platform, concurrency)
     try:
         await worker.async_run()
     finally:
