@@ -15,7 +15,17 @@ from gateway.middleware import (
     SecurityHeadersMiddleware,
 )
 from gateway.problems import install_problem_handlers
-from gateway.routers import attributes, auth, health, images, integrations, jobs, products, publications
+from gateway.routers import (
+    attributes,
+    auth,
+    health,
+    images,
+    integrations,
+    jobs,
+    plugin,
+    products,
+    publications,
+)
 from gateway.services import build_services
 from ops.settings import Settings
 
@@ -52,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(publications.router)
     app.include_router(jobs.router)
     app.include_router(integrations.router)
+    app.include_router(plugin.router)
 
     # Outermost last: context/logging wraps everything, so even a refused body is logged with an id.
     app.add_middleware(ErrorBoundaryMiddleware)

@@ -196,3 +196,7 @@ async def delist_everywhere(
         if listing.status == "live" and listing.platform != except_platform:
             jobs.append(await delist(session, tenant_id, product, listing.platform))
     return jobs
+
+
+async def live_listings(session: AsyncSession, product_id: int) -> list[PlatformListing]:
+    return [row for row in await listings.listings_of(session, product_id) if row.status == "live"]

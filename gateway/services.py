@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from gateway.login_throttle import LoginThrottle
 from gateway.passwords import PasswordHasher
+from gateway.plugin_hub import PluginHub
 from gateway.tokens import TokenService
 from ops.settings import Settings
 from persistence.database import Database, connect_database
@@ -22,8 +23,10 @@ class GatewayServices:
     tokens: TokenService
     passwords: PasswordHasher
     login_throttle: LoginThrottle
+    plugin_hub: PluginHub
 
     async def close(self) -> None:
+        await self.plugin_hub.close()
         await self.db.dispose()
         await self.redis.aclose()
 
@@ -47,6 +50,9 @@ def build_services(settings: Settings) -> GatewayServices:
             refresh_ttl=timedelta(days=settings.refresh_expire_days),
         ),
         passwords=PasswordHasher(settings.bcrypt_rounds),
+        plugin_hub=PluginHub(
+            settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        ),
         login_throttle=LoginThrottle(
             redis, settings.login_max_failures, settings.login_failure_window_seconds
         ),

@@ -267,3 +267,28 @@ async def status_counts(session: AsyncSession) -> list[tuple[str, str, int, date
         )
     )
     return [(row[0], row[1], int(row[2]), row[3]) for row in rows]
+
+
+async def resume_after_plugin(session: AsyncSession, tenant_id: int, job_id: uuid.UUID) -> bool:
+    """The plugin reported a task's result: hand the job back to its pool to finish from it.
+
+    The run that released the task and the run that reads its result are one attempt, so the
+    attempt counted by the first is given back.
+    """
+    runs = await session.scalar(
+        text(
+            "UPDATE plugin_queue SET status = 'pending', attempts = greatest(attempts - 1, 0), "
+            "next_attempt_at = now(), handed_off_at = NULL, updated_at = now() "
+            "WHERE id = :id AND status = 'waiting_plugin' RETURNING runs"
+        ),
+        {"id": job_id},
+    )
+    if runs is None:
+        return False
+    await note_tenant_work(session, tenant_id)
+    platform = await session.scalar(text("SELECT platform FROM plugin_queue WHERE id = :id"), {"id": job_id})
+    await session.execute(
+        text("SELECT pg_notify(:channel, :message)"),
+        {"channel": NOTIFY_CHANNEL, "message": f"{tenant_id}:{job_id}:{platform}:{int(runs) + 1}"},
+    )
+    return True

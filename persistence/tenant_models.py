@@ -222,3 +222,28 @@ class VintedAccount(TenantBase):
     vinted_user_id: Mapped[str] = mapped_column(String(32), nullable=False)
     username: Mapped[str] = mapped_column(String(100), nullable=False)
     created_at: Mapped[datetime] = created_at_column()
+
+
+class PluginTask(TenantBase):
+    """One Vinted operation the browser plugin performs with the user's session (ordered requests)."""
+
+    __tablename__ = "plugin_tasks"
+    __table_args__ = (
+        Index("ix_plugin_tasks_ready", "created_at", postgresql_where=text("finished_at IS NULL")),
+        Index("ix_plugin_tasks_job", "job_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    vinted_account_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    operation: Mapped[str] = mapped_column(String(32), nullable=False)
+    requests: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
+    #: The current lease; None until the plugin first claims the task.
+    lease_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Every lease ever issued: a result is accepted from any of them while the task is unfinished.
+    leases: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default="[]")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()

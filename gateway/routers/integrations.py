@@ -19,6 +19,7 @@ from gateway.schemas.integrations import (
     VintedAccountOut,
     VintedAccounts,
 )
+from ops.rate_limit_usage import read_usage, vinted_account_key
 from ops.secrets_box import SecretsBox
 from persistence import credentials
 from persistence.tenant_models import VintedAccount
@@ -129,3 +130,26 @@ def account_id_of(account_id: Annotated[str, Path(description="The Vinted accoun
 
 
 AccountId = Annotated[int, Depends(account_id_of)]
+
+
+@router.get("/vinted/accounts/{account_id}/rate-limit", responses={404: {"description": "not_found"}})
+async def vinted_rate_limit(
+    account_id: AccountId, principal: CurrentPrincipal, services: Services, session: TenantSession
+) -> dict[str, Any]:
+    """The account's live request budget: requests released to the plugin in the last window."""
+    if await session.get(VintedAccount, account_id) is None:
+        raise NotFound("No such Vinted account.")
+    settings = services.settings
+    usage = await read_usage(
+        services.redis,
+        vinted_account_key(principal.tenant_id, account_id),
+        limit=settings.vinted_rate_limit,
+        window_seconds=settings.vinted_rate_window_seconds,
+    )
+    return {
+        "limit": usage.limit,
+        "window_seconds": usage.window_seconds,
+        "used": usage.used,
+        "remaining": usage.remaining,
+        "resets_at": usage.resets_at.isoformat().replace("+00:00", "Z") if usage.resets_at else None,
+    }

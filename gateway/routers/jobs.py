@@ -15,7 +15,7 @@ from gateway.dependencies import CurrentPrincipal, Services, TenantSession, Unit
 from gateway.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorCodec
 from gateway.problems import ProblemError
 from gateway.schemas.jobs import JobOut, JobPage
-from persistence import queue
+from persistence import plugin_tasks, queue
 from persistence.tenant_models import PlatformListing, QueueJob
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], route_class=UnitOfWorkRoute)
@@ -126,22 +126,7 @@ async def _plugin_task_unclaimed(session: TenantSession, job: QueueJob) -> bool:
     """A waiting_plugin job may be cancelled only while the plugin has not claimed its task."""
     if job.status != JobStatus.WAITING_PLUGIN:
         return True
-    claimed = await session.scalar(
-        text(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
-            "AND table_name = 'plugin_tasks'"
-        )
-    )
-    if claimed is None:
-        return True
-    taken = await session.scalar(
-        text(
-            "DELETE FROM plugin_tasks WHERE job_id = :job AND lease_id IS NULL AND finished_at IS NULL "
-            "RETURNING id"
-        ),
-        {"job": job.id},
-    )
-    return taken is not None
+    return await plugin_tasks.withdraw_unclaimed(session, job.id)
 
 
 @router.post(

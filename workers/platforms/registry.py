@@ -11,6 +11,8 @@ from workers.platforms.ebay import EbayAdapter
 from workers.platforms.etsy import REQUESTS_PER_SECOND as ETSY_REQUESTS_PER_SECOND
 from workers.platforms.etsy import EtsyAdapter
 from workers.platforms.http import RequestRateLimiter
+from workers.platforms.vinted import VintedAdapter
+from workers.rate_limit import SlidingWindowLimiter
 
 if TYPE_CHECKING:
     from workers.context import WorkerApp
@@ -45,4 +47,9 @@ def build_adapters(app: WorkerApp) -> dict[str, PlatformAdapter]:
         )
     else:
         log.warning("platform_not_configured", target="etsy", setting="ETSY_API_BASE")
+    # Vinted goes through the user's plugin, so it needs no base URL; only the shared rate limiter.
+    adapters["vinted"] = VintedAdapter(
+        app,
+        SlidingWindowLimiter(app.redis, settings.vinted_rate_limit, settings.vinted_rate_window_seconds),
+    )
     return adapters

@@ -1,0 +1,194 @@
+"""/api/plugin: the browser plugin drains its tenant's Vinted tasks (long poll, leases, results, events).
+
+The gateway only records what the plugin reports; the Vinted pool finishes the job from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy import select
+
+from domain.errors import NotFound
+from domain.lifecycle import ProductStatus, change_status
+from gateway import publishing
+from gateway.dependencies import CurrentPrincipal, PublicSession, Services, TenantSession, UnitOfWorkRoute
+from gateway.problems import ProblemError
+from gateway.schemas.plugin import (
+    LeaseBody,
+    LeaseOut,
+    PluginEvent,
+    ResultBody,
+    ResultOut,
+    TaskBatch,
+    TaskOut,
+    TaskRequest,
+)
+from persistence import plugin_tasks, queue
+from persistence.products import apply_status_change, get_live_product, lifecycle_state, transaction_now
+from persistence.tenancy import tenant_transaction
+from persistence.tenant_models import PlatformListing, PluginTask, VintedAccount
+
+router = APIRouter(prefix="/api/plugin", tags=["plugin"], route_class=UnitOfWorkRoute)
+log = structlog.get_logger(__name__)
+
+
+def _task_id(task_id: Annotated[str, Path(description="The task's UUID.")]) -> uuid.UUID:
+    try:
+        return uuid.UUID(task_id)
+    except ValueError:
+        raise NotFound("No such task.") from None
+
+
+TaskId = Annotated[uuid.UUID, Depends(_task_id)]
+
+
+def _task_out(task: PluginTask, vinted_users: dict[int, str]) -> TaskOut:
+    assert task.lease_id is not None and task.lease_expires_at is not None
+    return TaskOut(
+        id=task.id,
+        job_id=task.job_id,
+        vinted_account_id=task.vinted_account_id,
+        vinted_user_id=vinted_users.get(task.vinted_account_id),
+        operation=task.operation,
+        requests=[TaskRequest.model_validate(request) for request in task.requests],
+        lease_id=task.lease_id,
+        lease_expires_at=task.lease_expires_at,
+    )
+
+
+@router.get("/tasks")
+async def poll_tasks(
+    principal: CurrentPrincipal,
+    services: Services,
+    session: PublicSession,
+    wait: Annotated[int, Query(ge=0, le=30, description="Seconds to wait for a task.")] = 25,
+    limit: Annotated[int, Query(ge=1, le=50, description="Most tasks to claim.")] = 10,
+) -> TaskBatch:
+    """Long poll: claim up to `limit` ready tasks under a 60 s lease, as soon as one is ready."""
+    # Waiting must not pin a pooled connection: end the authentication transaction now; each look below
+    # is its own short tenant transaction.
+    await session.commit()
+    prefix = services.settings.tenant_schema_prefix
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    with services.plugin_hub.subscription(principal.tenant_id) as woken:
+        while True:
+            woken.clear()
+            async with tenant_transaction(services.db.session_factory, prefix, principal.tenant_id) as tenant:
+                tasks = await plugin_tasks.claim_ready(tenant, limit)
+                if tasks:
+                    rows = await tenant.execute(select(VintedAccount.id, VintedAccount.vinted_user_id))
+                    users = {int(row[0]): str(row[1]) for row in rows}
+                    log.info("plugin_tasks_claimed", count=len(tasks))
+                    return TaskBatch(tasks=[_task_out(task, users) for task in tasks])
+                next_expiry = await plugin_tasks.next_lease_expiry(tenant)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return TaskBatch(tasks=[])
+            if next_expiry is not None:
+                # A leased task comes back when its lease expires; look again then.
+                remaining = min(remaining, max((next_expiry - datetime.now(UTC)).total_seconds(), 0) + 0.05)
+            try:
+                async with asyncio.timeout(remaining):
+                    await woken.wait()
+            except TimeoutError:
+                continue
+
+
+async def _locked_task(session: TenantSession, task_id: uuid.UUID) -> PluginTask:
+    task = await plugin_tasks.get_task(session, task_id, for_update=True)
+    if task is None:
+        raise NotFound("No such task.")
+    return task
+
+
+def _lease_lost() -> ProblemError:
+    return ProblemError(409, "lease_lost", "That lease is no longer yours: the task was handed out again.")
+
+
+@router.post(
+    "/tasks/{task_id}/heartbeat",
+    responses={404: {"description": "not_found"}, 409: {"description": "lease_lost"}},
+)
+async def heartbeat(task_id: TaskId, body: LeaseBody, session: TenantSession) -> LeaseOut:
+    """Extend the lease of a task the plugin is still running by 60 s."""
+    task = await _locked_task(session, task_id)
+    if task.finished_at is not None or task.lease_id != body.lease_id:
+        raise _lease_lost()
+    expires = await plugin_tasks.extend_lease(session, task)
+    return LeaseOut(lease_id=body.lease_id, lease_expires_at=expires)
+
+
+@router.post(
+    "/tasks/{task_id}/result",
+    responses={404: {"description": "not_found"}, 409: {"description": "lease_lost or already_reported"}},
+)
+async def report_result(
+    task_id: TaskId, body: ResultBody, principal: CurrentPrincipal, session: TenantSession
+) -> ResultOut:
+    """Record what the plugin got from Vinted; the Vinted pool then finishes the job from it."""
+    task = await _locked_task(session, task_id)
+    if str(body.lease_id) not in task.leases:
+        raise _lease_lost()
+    result = body.model_dump(mode="json", exclude={"lease_id"})
+    if task.finished_at is not None:
+        if task.result == result:
+            return ResultOut(id=task.id, status=body.status, job_id=task.job_id)
+        raise ProblemError(409, "already_reported", "A different result was already reported for this task.")
+    await plugin_tasks.record_result(session, task, result)
+    await queue.resume_after_plugin(session, principal.tenant_id, task.job_id)
+    log.info("plugin_result_recorded", task_id=str(task.id), job_id=str(task.job_id), status=body.status)
+    return ResultOut(id=task.id, status=body.status, job_id=task.job_id)
+
+
+@router.post(
+    "/events", status_code=202, responses={404: {"description": "not_found: no such Vinted listing"}}
+)
+async def report_event(
+    body: PluginEvent, principal: CurrentPrincipal, session: TenantSession
+) -> dict[str, object]:
+    """A sale the plugin saw on Vinted: that listing is sold, stock drops, the other listings follow."""
+    listing = await session.scalar(
+        select(PlatformListing)
+        .where(
+            PlatformListing.platform == body.platform, PlatformListing.external_id == str(body.external_id)
+        )
+        .with_for_update()
+    )
+    product = await get_live_product(session, listing.product_id, for_update=True) if listing else None
+    if listing is None or product is None:
+        raise NotFound("No Vinted listing with that id.")
+    if listing.status == "sold":
+        return {"product_id": product.id, "stock_quantity": product.stock_quantity, "jobs": []}
+    listing.status = "sold"
+    listing.last_synced_at = datetime.now(UTC)
+    product.stock_quantity = max(product.stock_quantity - 1, 0)
+    product.version += 1
+    await session.flush()
+    jobs = []
+    if product.stock_quantity == 0:
+        if ProductStatus(product.status) is ProductStatus.PUBLISHED:
+            now = await transaction_now(session)
+            await apply_status_change(
+                session, product, change_status(lifecycle_state(product), ProductStatus.SOLD, now=now)
+            )
+        jobs = await publishing.delist_everywhere(
+            session, principal.tenant_id, product, except_platform="vinted"
+        )
+    else:
+        for other in await publishing.live_listings(session, product.id):
+            if other.platform != "vinted":
+                jobs.append(
+                    await publishing.update_listing(session, principal.tenant_id, product, other.platform)
+                )
+    return {
+        "product_id": product.id,
+        "stock_quantity": product.stock_quantity,
+        "jobs": [str(job.id) for job in jobs],
+    }

@@ -1,0 +1,214 @@
+"""Vinted through the browser plugin: each publish/update/delist becomes one plugin task.
+
+Vinted has no public API; the user's plugin runs the requests with the user's own session. The worker
+maps the product, takes one rate-limit slot per request (40 per 2 h per account, shared by every worker
+process), writes the task and leaves the job `waiting_plugin`. When the plugin reports, the job comes back
+to this pool and finishes from the recorded result: a Vinted task is never run twice by the plugin, and
+a lost task result is never replaced by a second task unless the first one failed.
+
+Request bodies may hold `{"$ref": "responses[i].field"}` (a value from an earlier response of the same
+task, e.g. a photo id) and photo uploads carry `$upload: {"field", "url"}` (the image the plugin sends).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from domain.mapping.vinted import map_to_vinted_item
+from ops.rate_limit_usage import vinted_account_key
+from persistence import plugin_tasks, queue
+from persistence.tenancy import tenant_transaction
+from workers.errors import PermanentPlatformError, RateLimited, TransientPlatformError
+from workers.platforms.base import JobInput, ListingOutcome
+from workers.rate_limit import SlidingWindowLimiter
+
+if TYPE_CHECKING:
+    from workers.context import WorkerApp
+
+log = structlog.get_logger(__name__)
+
+ITEM_URL = "https://www.vinted.fr/items/{id}"
+_CHALLENGE_MARKERS = ("captcha", "datadome", "challenge", "cf-chl", "cloudflare")
+#: Placeholder photo ids: replaced by references to the upload responses before the task is written.
+_PLACEHOLDER = 10**12
+
+
+class VintedAdapter:
+    def __init__(self, app: WorkerApp, limiter: SlidingWindowLimiter) -> None:
+        self._app = app
+        self._limiter = limiter
+
+    async def publish(self, job: JobInput) -> ListingOutcome:
+        finished = await self._reported_result(job)
+        if finished is not None:
+            return await self._conclude(job, finished, creating=True)
+        if job.progress.get("task_id"):
+            return ListingOutcome(external_id=None, url=None, waiting_plugin=True)
+        product = _product(job)
+        photos = list(product.image_urls)
+        body = map_to_vinted_item(
+            product, job.mappings, photo_ids=[_PLACEHOLDER + i for i in range(len(photos))]
+        )
+        item = body["item"]
+        assert isinstance(item, dict)
+        item["assigned_photos"] = [
+            {"id": {"$ref": f"responses[{index}].id"}, "orientation": 0} for index in range(len(photos))
+        ]
+        requests: list[dict[str, Any]] = [
+            {
+                "method": "POST",
+                "path": "/api/v2/photos",
+                "body": {
+                    "photo": {"type": "item", "temp_uuid": str(uuid.uuid4())},
+                    "$upload": {"field": "photo[file]", "url": url},
+                },
+            }
+            for url in photos
+        ]
+        requests.append({"method": "POST", "path": "/api/v2/item_upload/items", "body": body})
+        return await self._release(job, "create_item", requests)
+
+    async def update(self, job: JobInput) -> ListingOutcome:
+        finished = await self._reported_result(job)
+        if finished is not None:
+            return await self._conclude(job, finished, creating=False)
+        if job.progress.get("task_id"):
+            return ListingOutcome(external_id=None, url=None, waiting_plugin=True)
+        item_id = _item_id(job)
+        photo_ids = [int(photo) for photo in (job.listing or {}).get("data", {}).get("photo_ids", [])]
+        body = map_to_vinted_item(_product(job), job.mappings, photo_ids=photo_ids, item_id=int(item_id))
+        requests = [{"method": "PUT", "path": f"/api/v2/item_upload/items/{item_id}", "body": body}]
+        return await self._release(job, "update_item", requests)
+
+    async def delist(self, job: JobInput) -> ListingOutcome:
+        finished = await self._reported_result(job)
+        if finished is not None:
+            return await self._conclude(job, finished, creating=False)
+        if job.progress.get("task_id"):
+            return ListingOutcome(external_id=None, url=None, waiting_plugin=True)
+        item_id = _item_id(job)
+        requests = [{"method": "POST", "path": f"/api/v2/items/{item_id}/delete", "body": None}]
+        return await self._release(job, "delete_item", requests)
+
+    async def _release(self, job: JobInput, operation: str, requests: list[dict[str, Any]]) -> ListingOutcome:
+        """Take one slot per request, then write the task (and remember it on the job) in one transaction."""
+        account_id = job.payload.get("vinted_account_id")
+        if not isinstance(account_id, int):
+            raise PermanentPlatformError("platform_not_connected", "The job names no Vinted account.")
+        key = vinted_account_key(job.tenant_id, account_id)
+        reservation = await self._limiter.acquire(key, len(requests))
+        if not reservation.granted:
+            assert reservation.available_at is not None
+            raise RateLimited(
+                f"Vinted account {account_id} has no free request slots "
+                f"until {reservation.available_at.isoformat()}.",
+                available_at=reservation.available_at,
+            )
+        app = self._app
+        async with tenant_transaction(
+            app.db.session_factory, app.settings.tenant_schema_prefix, job.tenant_id
+        ) as session:
+            task = await plugin_tasks.create_task(
+                session,
+                tenant_id=job.tenant_id,
+                job_id=job.job_id,
+                vinted_account_id=account_id,
+                operation=operation,
+                requests=requests,
+            )
+            if not await queue.save_progress(session, job.job_id, app.owner, {"task_id": str(task.id)}):
+                raise TransientPlatformError("The lease was lost before the task was written.")
+        log.info("plugin_task_released", task_id=str(task.id), operation=operation, slots=len(requests))
+        return ListingOutcome(external_id=None, url=None, waiting_plugin=True)
+
+    async def _reported_result(self, job: JobInput) -> dict[str, Any] | None:
+        task_id = job.progress.get("task_id")
+        if not task_id:
+            return None
+        app = self._app
+        async with tenant_transaction(
+            app.db.session_factory, app.settings.tenant_schema_prefix, job.tenant_id
+        ) as session:
+            task = await plugin_tasks.get_task(session, uuid.UUID(str(task_id)))
+        if task is None or task.result is None:
+            return None
+        return dict(task.result)
+
+    async def _conclude(self, job: JobInput, result: dict[str, Any], *, creating: bool) -> ListingOutcome:
+        responses = [response for response in result.get("responses", []) if isinstance(response, dict)]
+        if result.get("status") == "success":
+            if not creating:
+                listing = job.listing or {}
+                return ListingOutcome(external_id=listing.get("external_id"), url=listing.get("url"))
+            return _created_listing(responses)
+        last = responses[-1] if responses else {"http_status": 0, "body": None}
+        status = int(last.get("http_status") or 0)
+        message = _vinted_message(last.get("body"), result.get("error"))
+        if (
+            status == 0
+            or status == 429
+            or status >= 500
+            or (status == 403 and _is_challenge(last.get("body")))
+        ):
+            # This task is spent; the next run writes a new one (after the runner's backoff).
+            await job.save_progress(
+                {
+                    "task_id": None,
+                    "spent_tasks": [*job.progress.get("spent_tasks", []), job.progress.get("task_id")],
+                }
+            )
+            raise TransientPlatformError(f"Vinted answered {status}: {message}")
+        raise PermanentPlatformError("platform_rejected", message)
+
+
+def _product(job: JobInput) -> Any:
+    if job.product is None:
+        raise PermanentPlatformError("platform_rejected", "The product no longer exists.")
+    return job.product
+
+
+def _item_id(job: JobInput) -> str:
+    external = (job.listing or {}).get("external_id")
+    if not external:
+        raise PermanentPlatformError("not_listed", "The product has no Vinted item to change.")
+    return str(external)
+
+
+def _created_listing(responses: list[dict[str, Any]]) -> ListingOutcome:
+    """Read the item id as Vinted returns it (`{"item": {"id": ...}}`) from the create response."""
+    body = responses[-1].get("body") if responses else None
+    item = body.get("item") if isinstance(body, dict) else None
+    item_id = item.get("id") if isinstance(item, dict) else None
+    if item_id is None:
+        raise PermanentPlatformError("platform_rejected", "Vinted's create response carries no item id.")
+    url = item.get("url") if isinstance(item, dict) and isinstance(item.get("url"), str) else None
+    photo_ids = [
+        response["body"]["id"]
+        for response in responses[:-1]
+        if isinstance(response.get("body"), dict) and "id" in response["body"]
+    ]
+    return ListingOutcome(
+        external_id=str(item_id), url=url or ITEM_URL.format(id=item_id), data={"photo_ids": photo_ids}
+    )
+
+
+def _is_challenge(body: Any) -> bool:
+    text = str(body).lower()
+    return any(marker in text for marker in _CHALLENGE_MARKERS)
+
+
+def _vinted_message(body: Any, error: Any) -> str:
+    if isinstance(body, dict):
+        parts = [str(body.get("message") or body.get("message_code") or "")]
+        for entry in body.get("errors") or []:
+            if isinstance(entry, dict):
+                parts.append(f"{entry.get('field')}: {entry.get('value')}")
+        text = "; ".join(part for part in parts if part)
+        if text:
+            return text
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return str(body)[:500] if body else "no response"
