@@ -23,15 +23,20 @@ FINISHED = {"succeeded", "failed", "cancelled"}
 async def running_pipeline(
     settings: Settings,
     platform: str,
-    adapter: PlatformAdapter,
+    adapter: PlatformAdapter | None,
     *,
     configure: Callable[[WorkerApp], None] | None = None,
     sweep_seconds: float = 0.2,
 ) -> AsyncIterator[Dispatcher]:
-    """A dispatcher and one worker of `platform` using `adapter`, stopped on exit."""
+    """A dispatcher and one worker of `platform` with `adapter` (None: the real ones), stopped on exit."""
     dispatcher = Dispatcher(settings, sweep_seconds=sweep_seconds)
     worker = build_worker(
-        settings, platform, 10, adapters={platform: adapter}, handle_signals=False, configure=configure
+        settings,
+        platform,
+        10,
+        adapters=None if adapter is None else {platform: adapter},
+        handle_signals=False,
+        configure=configure,
     )
     dispatching = asyncio.create_task(dispatcher.run())
     working = asyncio.create_task(worker.async_run())
