@@ -1,0 +1,110 @@
+"""Per-account rate limits: a sliding-window log in Redis, taken atomically by one Lua script.
+
+Each account has one sorted set (see `ops.rate_limit_usage.vinted_account_key`) holding one member per slot
+taken, scored with the moment it was taken. A task reserves all the slots it needs or none, in one script, so
+any number of worker processes share the budget without a lock and without overshooting it.
+
+Why a sliding log rather than fixed windows or a token bucket: Vinted's limit is "at most N requests in any
+2 hours". A fixed window lets 2N through around its boundary (N at 1:59, N at 2:01); a counter or bucket only
+approximates the rule. The log is exact: it holds every slot still in the window, so it can say precisely
+how many are used and *when* enough will have left (`available_at`), and the caller defers the job to that
+moment instead of polling. At 40 slots per account the log stays tiny.
+
+Why Redis's clock (TIME inside the script) rather than the caller's: every worker, on every host, is judged by
+the same clock, so a host whose clock runs slow or fast can neither widen the window nor see slots expire
+early, and the gateway's read side (`ops.rate_limit_usage.read_usage`) uses that same clock to agree exactly.
+Timestamps are integer microseconds, exact in Lua's doubles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from redis.asyncio import Redis
+
+from ops.rate_limit_usage import MICROSECONDS, RateLimitUsage, from_redis_micros, read_usage
+
+# KEYS[1] the account's log. ARGV: limit, window in microseconds, slots wanted (1..limit).
+# Returns {granted, used, now, available_at}, times in integer microseconds of Redis's clock:
+#   granted = 1: `slots` members were added at `now`; `used` includes them; available_at = 0.
+#   granted = 0: nothing was added; `used` is the count now in the window; available_at is the moment
+#     enough slots will have left: the (used + slots - limit)-th oldest entry's timestamp + window.
+# Members are "<seconds>.<microseconds>#<n>" where n follows the entries already scored at `now`; entries
+# of one timestamp are pruned together, so members stay unique even for many slots in one microsecond.
+# The key expires a window after the last grant, when every entry in it has left the window anyway.
+ACQUIRE_SCRIPT = """
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local slots = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local used = redis.call('ZCARD', KEYS[1])
+if used + slots > limit then
+  local nth = used + slots - limit
+  local entry = redis.call('ZRANGE', KEYS[1], nth - 1, nth - 1, 'WITHSCORES')
+  return {0, used, now, tonumber(entry[2]) + window}
+end
+local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2])) .. '#'
+local same = redis.call('ZCOUNT', KEYS[1], now, now)
+for i = 1, slots do
+  redis.call('ZADD', KEYS[1], now, stamp .. (same + i))
+end
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
+return {1, used + slots, now, 0}
+"""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The answer to one `acquire`: all the slots asked for, or none and when to come back."""
+
+    granted: bool
+    #: slots counted in the window after this decision (including the ones just granted)
+    used: int
+    #: slots still free after this decision
+    remaining: int
+    #: when refused, the exact moment enough slots will be free; None when granted
+    available_at: datetime | None
+    #: Redis's clock at the decision, the timestamp the granted slots carry (set by the limiter; None only
+    #: in hand-built values)
+    decided_at: datetime | None = field(default=None, compare=False)
+
+
+class SlidingWindowLimiter:
+    """At most `limit` slots per key in any `window_seconds`, shared by every process using the same Redis."""
+
+    def __init__(self, redis: Redis, limit: int, window_seconds: int) -> None:
+        if limit < 1 or window_seconds < 1:
+            raise ValueError("limit and window_seconds must be at least 1")
+        self._redis = redis
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self._acquire = redis.register_script(ACQUIRE_SCRIPT)
+
+    async def acquire(self, key: str, slots: int) -> Reservation:
+        """Take `slots` slots of `key` now, all or none.
+
+        Raises ValueError when `slots` is below 1 or above the limit: such a request could never be granted
+        and waiting for it would wait forever.
+        """
+        if not 1 <= slots <= self.limit:
+            raise ValueError(f"slots must be between 1 and the limit ({self.limit}), got {slots}")
+        granted, used, now, available_at = (
+            int(value)
+            for value in await self._acquire(
+                keys=[key], args=[self.limit, self.window_seconds * MICROSECONDS, slots]
+            )
+        )
+        return Reservation(
+            granted=bool(granted),
+            used=used,
+            remaining=max(self.limit - used, 0),
+            available_at=None if granted else from_redis_micros(available_at),
+            decided_at=from_redis_micros(now),
+        )
+
+    async def usage(self, key: str) -> RateLimitUsage:
+        """Report how much of `key`'s window is spent now."""
+        return await read_usage(self._redis, key, limit=self.limit, window_seconds=self.window_seconds)
