@@ -78,6 +78,8 @@ class ProcessHandle:
         self._log: IO[bytes] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        #: Whether the test stopped it on purpose (kill/terminate), as opposed to a crash.
+        self.stopped = False
         self.spawn()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -90,6 +92,7 @@ class ProcessHandle:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self._log_offset = self._log.tell()
+        self.stopped = False
         self._process = subprocess.Popen(
             self.argv,
             cwd=ROOT,
@@ -116,11 +119,13 @@ class ProcessHandle:
 
     def kill(self) -> None:
         """`kill -9`: no shutdown hook runs, leases stay held until they expire."""
+        self.stopped = True
         self._signal(signal.SIGKILL)
         self._wait(10.0)
 
     def terminate(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, wait up to `timeout` for a graceful exit, then SIGKILL; return the exit code."""
+        self.stopped = True
         self._signal(signal.SIGTERM)
         if not self._wait(timeout):
             self._signal(signal.SIGKILL)
@@ -200,7 +205,7 @@ class ProcessHandle:
 
 
 class HttpProcessHandle(ProcessHandle):
-    """A child serving HTTP: ready once `ready_url` answers with a status below 500."""
+    """A child serving HTTP: ready once `ready_url` answers 200."""
 
     def __init__(
         self, name: str, argv: list[str], env: dict[str, str], log_path: Path, ready_url: str
@@ -213,7 +218,7 @@ class HttpProcessHandle(ProcessHandle):
         while True:
             self._check_alive()
             try:
-                if httpx.get(self.ready_url, timeout=1.0).status_code < 500:
+                if httpx.get(self.ready_url, timeout=1.0).status_code == httpx.codes.OK:
                     return
             except httpx.HTTPError:
                 pass
@@ -309,36 +314,46 @@ class PlatformProcesses:
 
     # -- starting ----------------------------------------------------------------------------------------
 
-    def start_sandbox(self, port: int | None = None) -> HttpProcessHandle:
+    def start_sandbox(self, port: int | None = None, *, wait: bool = True) -> HttpProcessHandle:
         """The fake eBay/Etsy/Vinted; ready when `/_sandbox/clock` answers."""
         if port is not None:
             self.sandbox_port = port
         argv = self._ops("sandbox", "--port", str(self.sandbox_port))
         name, log = self._unique("sandbox")
         return self._ready(
-            HttpProcessHandle(name, argv, dict(self.env), log, f"{self.sandbox_url}/_sandbox/clock")
+            HttpProcessHandle(name, argv, dict(self.env), log, f"{self.sandbox_url}/_sandbox/clock"),
+            wait,
         )
 
-    def start_api(self, port: int | None = None) -> HttpProcessHandle:
+    def start_api(self, port: int | None = None, *, wait: bool = True) -> HttpProcessHandle:
         """The gateway (uvicorn); ready when `/ready` answers 200 (PostgreSQL and Redis reachable)."""
         if port is not None:
             self.api_port = port
         argv = self._ops("api", "--port", str(self.api_port))
         name, log = self._unique("api")
-        return self._ready(HttpProcessHandle(name, argv, dict(self.env), log, f"{self.api_url}/ready"))
+        return self._ready(HttpProcessHandle(name, argv, dict(self.env), log, f"{self.api_url}/ready"), wait)
 
-    def start_dispatcher(self) -> LogReadyProcessHandle:
+    def start_dispatcher(self, *, wait: bool = True) -> LogReadyProcessHandle:
         """The dispatcher; ready once its LISTEN connection is up."""
         name, log = self._unique("dispatcher")
         return self._ready(
-            LogReadyProcessHandle(name, self._ops("dispatcher"), dict(self.env), log, DISPATCHER_READY)
+            LogReadyProcessHandle(name, self._ops("dispatcher"), dict(self.env), log, DISPATCHER_READY),
+            wait,
         )
 
-    def start_worker(self, platform: str, concurrency: int = 4) -> LogReadyProcessHandle:
+    def start_worker(
+        self, platform: str, concurrency: int = 4, *, wait: bool = True
+    ) -> LogReadyProcessHandle:
         """One worker process of a platform pool; ready once it polls its queue."""
         argv = self._ops("worker", "--platform", platform, "--concurrency", str(concurrency))
         name, log = self._unique(f"worker-{platform}")
-        return self._ready(LogReadyProcessHandle(name, argv, dict(self.env), log, WORKER_READY))
+        return self._ready(LogReadyProcessHandle(name, argv, dict(self.env), log, WORKER_READY), wait)
+
+    def wait_all_ready(self) -> None:
+        """Wait for every running child started with `wait=False` (they boot in parallel meanwhile)."""
+        for handle in self.handles:
+            if not handle.stopped:
+                handle.wait_ready(self.ready_timeout)
 
     def run_cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run a one-shot `python -m ops ...` command with the platform's env; output captured."""
@@ -371,7 +386,8 @@ class PlatformProcesses:
         unique = name if index == 1 else f"{name}-{index}"
         return unique, self.log_dir / f"{unique}.log"
 
-    def _ready(self, handle: H) -> H:
+    def _ready(self, handle: H, wait: bool) -> H:
         self.handles.append(handle)
-        handle.wait_ready(self.ready_timeout)
+        if wait:
+            handle.wait_ready(self.ready_timeout)
         return handle
