@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -183,4 +184,9 @@ class Dispatcher:
 
 
 async def run_dispatcher(settings: Settings) -> None:
-    await Dispatcher(settings).run()
+    """Run until SIGTERM/SIGINT, which stop it gracefully (the hand-off in flight finishes)."""
+    dispatcher = Dispatcher(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, dispatcher.stop)
+    await dispatcher.run()

@@ -85,5 +85,9 @@ async def _run(settings: Settings, platform: str, concurrency: int) -> None:
     worker = build_worker(settings, platform, concurrency)
     try:
         await worker.async_run()
+    except asyncio.CancelledError:
+        # SIGTERM/SIGINT: ARQ cancels its main task to stop; that is a clean exit, not a crash.
+        if worker.main_task is None or not worker.main_task.cancelled():
+            raise
     finally:
         await worker.close()
