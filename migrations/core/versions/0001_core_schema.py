@@ -18,8 +18,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Trigram indexes back the case-insensitive product search in every tenant schema.
-    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
+    # Trigram indexes back the case-insensitive product search in every tenant schema. Some servers (the
+    # embedded one) lack the extension: search then works unindexed.
+    op.execute(
+        "DO $$ BEGIN "
+        "IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') THEN "
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public; END IF; END $$"
+    )
     op.create_table(
         "brands",
         sa.Column("code", sa.String(length=64), nullable=False),

@@ -17,6 +17,12 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def _has_trigram() -> bool:
+    """pg_trgm backs the product search indexes; a server without it (the embedded one) searches unindexed."""
+    found = op.get_bind().execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")).first()
+    return found is not None
+
+
 def upgrade() -> None:
     op.create_table(
         "products",
@@ -74,23 +80,17 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("deleted_at IS NULL"),
     )
-    op.create_index(
-        "ix_products_sku_trgm",
-        "products",
-        [sa.literal_column("lower(sku)")],
-        unique=False,
-        postgresql_using="gin",
-        postgresql_ops={"lower(sku)": "public.gin_trgm_ops"},
-    )
     op.create_index(op.f("ix_products_status"), "products", ["status"], unique=False)
-    op.create_index(
-        "ix_products_title_trgm",
-        "products",
-        [sa.literal_column("lower(title)")],
-        unique=False,
-        postgresql_using="gin",
-        postgresql_ops={"lower(title)": "public.gin_trgm_ops"},
-    )
+    if _has_trigram():
+        for column in ("title", "sku"):
+            op.create_index(
+                f"ix_products_{column}_trgm",
+                "products",
+                [sa.literal_column(f"lower({column})")],
+                unique=False,
+                postgresql_using="gin",
+                postgresql_ops={f"lower({column})": "public.gin_trgm_ops"},
+            )
     op.create_index(
         "uq_products_sku_live",
         "products",
@@ -125,19 +125,9 @@ def downgrade() -> None:
     op.drop_index(
         "uq_products_sku_live", table_name="products", postgresql_where=sa.text("deleted_at IS NULL")
     )
-    op.drop_index(
-        "ix_products_title_trgm",
-        table_name="products",
-        postgresql_using="gin",
-        postgresql_ops={"lower(title)": "public.gin_trgm_ops"},
-    )
+    op.drop_index("ix_products_title_trgm", table_name="products", if_exists=True)
     op.drop_index(op.f("ix_products_status"), table_name="products")
-    op.drop_index(
-        "ix_products_sku_trgm",
-        table_name="products",
-        postgresql_using="gin",
-        postgresql_ops={"lower(sku)": "public.gin_trgm_ops"},
-    )
+    op.drop_index("ix_products_sku_trgm", table_name="products", if_exists=True)
     op.drop_index(
         "ix_products_live_id", table_name="products", postgresql_where=sa.text("deleted_at IS NULL")
     )
