@@ -165,6 +165,77 @@ def up(
     )
 
 
+PLUGIN_STATE = STATE_DIR / "plugin"
+
+
+@app.command()
+def plugin(
+    email: Annotated[str, typer.Option(envvar="STOFLOW_PLUGIN_EMAIL", help="Stoflow login.")],
+    password: Annotated[
+        str, typer.Option(envvar="STOFLOW_PLUGIN_PASSWORD", help="Stoflow password (better from the env).")
+    ],
+    api_url: Annotated[str | None, typer.Option(help="Stoflow API URL (default: PUBLIC_BASE_URL).")] = None,
+    vinted_url: Annotated[
+        str | None, typer.Option(help="Vinted base URL (default: VINTED_API_BASE, else the local sandbox).")
+    ] = None,
+    write_gap: Annotated[str, typer.Option(help="Least pause before a write, MIN-MAX seconds.")] = "5-12",
+    read_gap: Annotated[str, typer.Option(help="Least pause before a read, MIN-MAX seconds.")] = "3-8",
+    state_dir: Annotated[Path, typer.Option(help="Where the memory of tasks run is kept.")] = PLUGIN_STATE,
+    until_idle: Annotated[bool, typer.Option(help="Stop once nothing is left to do now.")] = False,
+    max_tasks: Annotated[int | None, typer.Option(min=1, help="Stop after this many tasks.")] = None,
+    sandbox_session: Annotated[
+        bool | None,
+        typer.Option(
+            "--sandbox-session/--no-sandbox-session",
+            help="Log members in through the sandbox (default: when the Vinted URL is on this machine).",
+        ),
+    ] = None,
+    cookies_file: Annotated[
+        Path | None, typer.Option(help="JSON {vinted_user_id: {cookie: value}} of a logged-in browser.")
+    ] = None,
+    poll_wait: Annotated[int, typer.Option(min=0, max=30, help="Long-poll wait, seconds.")] = 25,
+    rate_limit_backoff: Annotated[float, typer.Option(min=0, help="Pause after a 429, seconds.")] = 900,
+    challenge_backoff: Annotated[float, typer.Option(min=0, help="Pause after a challenge, seconds.")] = 1800,
+) -> None:
+    """Run the reference browser plugin: drain this login's Vinted tasks with the member's sessions."""
+    import json
+    from urllib.parse import urlsplit
+
+    from ops.plugin_client import BackoffPolicy, PluginClient, PluginClientConfig, parse_gap
+    from ops.plugin_client.client import DEFAULT_VINTED_URL
+    from ops.plugin_client.errors import PluginClientError
+
+    settings = _settings()
+    vinted = vinted_url or settings.vinted_api_base or DEFAULT_VINTED_URL
+    if sandbox_session is None:
+        sandbox_session = urlsplit(vinted).hostname in {"127.0.0.1", "localhost", "::1"}
+    try:
+        cookies = json.loads(cookies_file.read_text(encoding="utf-8")) if cookies_file else {}
+        config = PluginClientConfig(
+            api_url=api_url or settings.public_base_url,
+            email=email,
+            password=password,
+            vinted_url=vinted,
+            state_dir=state_dir,
+            write_gap=parse_gap(write_gap),
+            read_gap=parse_gap(read_gap),
+            backoff=BackoffPolicy(rate_limited=rate_limit_backoff, challenge=challenge_backoff),
+            sandbox_login=sandbox_session,
+            vinted_cookies=cookies,
+            poll_wait=poll_wait,
+        )
+        summary = asyncio.run(PluginClient(config).run(max_tasks=max_tasks, until_idle=until_idle))
+    except (PluginClientError, OSError, ValueError) as exc:
+        typer.echo(f"stoflow plugin: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    typer.echo(
+        f"ran {summary.ran}, re-reported {summary.re_reported}, recovered {summary.recovered}, "
+        f"left {summary.released}, reported {summary.reported}, deferred {summary.deferred}"
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry point
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app(prog_name="stoflow")
