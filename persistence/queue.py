@@ -20,6 +20,8 @@ from domain.jobs import DEFAULT_MAX_ATTEMPTS, JobStatus
 from persistence.tenant_models import QueueJob
 
 NOTIFY_CHANNEL = "stoflow_jobs"
+#: The history message of an attempt whose worker stopped (crash, kill -9) before it finished.
+_ABANDONED = "The worker running this attempt stopped before it finished."
 
 
 @dataclass(frozen=True)
@@ -209,21 +211,35 @@ async def reschedule_job(
 
 
 async def recover_expired_leases(session: AsyncSession) -> list[uuid.UUID]:
-    """Running rows whose worker vanished: back to pending, or failed when out of attempts."""
+    """Running rows whose worker vanished: back to pending, or failed when out of attempts.
+
+    The vanished run's history row, left `started`, is closed too (`retrying` or `failed`).
+    """
     await session.execute(
         text(
-            "UPDATE plugin_queue SET status = 'failed', lease_owner = NULL, lease_expires_at = NULL, "
-            "error = jsonb_build_object('code', 'attempts_exhausted', 'message', "
-            "'The job did not finish after ' || attempts || ' attempts.'), updated_at = now() "
-            "WHERE status = 'running' AND lease_expires_at < now() AND attempts >= max_attempts"
-        )
+            "WITH gone AS ("
+            "  UPDATE plugin_queue SET status = 'failed', lease_owner = NULL, lease_expires_at = NULL, "
+            "  error = jsonb_build_object('code', 'attempts_exhausted', 'message', "
+            "  'The job did not finish after ' || attempts || ' attempts.'), updated_at = now() "
+            "  WHERE status = 'running' AND lease_expires_at < now() AND attempts >= max_attempts "
+            "  RETURNING id) "
+            "UPDATE publications_history SET status = 'failed', error_message = :message, "
+            "completed_at = now() WHERE status = 'started' AND job_id IN (SELECT id FROM gone)"
+        ),
+        {"message": _ABANDONED},
     )
     rows = await session.execute(
         text(
-            "UPDATE plugin_queue SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, "
-            "next_attempt_at = now(), handed_off_at = NULL, updated_at = now() "
-            "WHERE status = 'running' AND lease_expires_at < now() RETURNING id"
-        )
+            "WITH recovered AS ("
+            "  UPDATE plugin_queue SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, "
+            "  next_attempt_at = now(), handed_off_at = NULL, updated_at = now() "
+            "  WHERE status = 'running' AND lease_expires_at < now() RETURNING id), "
+            "closed AS ("
+            "  UPDATE publications_history SET status = 'retrying', error_message = :message, "
+            "  completed_at = now() WHERE status = 'started' AND job_id IN (SELECT id FROM recovered)) "
+            "SELECT id FROM recovered"
+        ),
+        {"message": _ABANDONED},
     )
     return [row[0] for row in rows]
 
