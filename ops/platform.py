@@ -58,6 +58,9 @@ def run_platform(
     urls = resolve_service_urls(settings.database_url, settings.redis_url, state_dir, try_local=False)
     try:
         env = {"DATABASE_URL": urls.database_url, "REDIS_URL": urls.redis_url, "PYTHONUNBUFFERED": "1"}
+        if "public_base_url" not in settings.model_fields_set:
+            # Marketplaces fetch images from the signed /media URLs: point them at this API.
+            env["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
         if urls.embedded:
             log.info("embedded_services_started", services=[service.name for service in urls.embedded])
         configured = settings.model_copy(
