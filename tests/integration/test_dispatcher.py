@@ -1,0 +1,102 @@
+"""The dispatcher's guarantees: one ARQ job per run, a sweep that visits only tenants with work."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+import httpx
+import structlog
+from arq.connections import RedisSettings, create_pool
+from sqlalchemy import text
+from structlog.testing import LogCapture
+
+from ops.settings import Settings
+from persistence import queue
+from persistence.database import connect_database
+from tests.integration.test_pipeline import FakeMarketplace, _product, _tenant_with_ebay
+from tests.pipeline_support import running_pipeline, wait_for_job
+from workers.dispatcher import Dispatcher
+from workers.pool import queue_name
+
+
+@contextlib.contextmanager
+def capture_logs_with_context() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Like structlog's capture_logs, but with the context-bound ids merged in as in production."""
+    capture = LogCapture()
+    old = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    try:
+        yield capture.entries
+    finally:
+        structlog.configure(**old)
+
+
+async def _queued_arq_jobs(settings: Settings, platform: str) -> list[str]:
+    pool = await create_pool(RedisSettings.from_dsn(settings.required_redis_url))
+    try:
+        return [job.job_id for job in await pool.queued_jobs(queue_name=queue_name(platform))]
+    finally:
+        await pool.aclose()
+
+
+async def test_handing_off_the_same_run_twice_is_one_arq_job(
+    client: httpx.AsyncClient, migrated: Settings
+) -> None:
+    headers = await _tenant_with_ebay(client)
+    product = await _product(client, headers)
+    job = (
+        await client.post(
+            f"/api/products/{product['id']}/publications", json={"platforms": ["ebay"]}, headers=headers
+        )
+    ).json()["jobs"][0]
+    tenant_id = (await client.get("/api/auth/me", headers=headers)).json()["tenant_id"]
+    dispatcher = Dispatcher(migrated)
+    try:
+        handoff = queue.Handoff(tenant_id, uuid.UUID(job["id"]), "ebay", 1)
+        assert await dispatcher.hand_off(handoff)
+        assert await dispatcher.hand_off(handoff)
+        retry = queue.Handoff(tenant_id, uuid.UUID(job["id"]), "ebay", 2)
+        assert await dispatcher.hand_off(retry)
+    finally:
+        await dispatcher.close()
+    queued = [job_id for job_id in await _queued_arq_jobs(migrated, "ebay") if job_id.startswith(job["id"])]
+    assert sorted(queued) == [f"{job['id']}:1", f"{job['id']}:2"]
+    status = (await client.get(f"/api/jobs/{job['id']}", headers=headers)).json()["status"]
+    assert status == "queued"
+
+
+async def test_sweep_forgets_tenants_without_work(client: httpx.AsyncClient, migrated: Settings) -> None:
+    headers = await _tenant_with_ebay(client)
+    product = await _product(client, headers)
+    tenant_id = (await client.get("/api/auth/me", headers=headers)).json()["tenant_id"]
+    database = connect_database(migrated.async_database_url, pool_size=1)
+
+    async def listed() -> bool:
+        async with database.engine.connect() as connection:
+            found = await connection.scalar(
+                text("SELECT 1 FROM public.tenant_work WHERE tenant_id = :tenant"), {"tenant": tenant_id}
+            )
+        return found is not None
+
+    try:
+        assert not await listed(), "a tenant that never queued anything is not swept"
+        job = (
+            await client.post(
+                f"/api/products/{product['id']}/publications", json={"platforms": ["ebay"]}, headers=headers
+            )
+        ).json()["jobs"][0]
+        assert await listed()
+        with capture_logs_with_context() as logs:
+            async with running_pipeline(migrated, "ebay", FakeMarketplace()) as dispatcher:
+                await wait_for_job(client, headers, job["id"])
+                await dispatcher.sweep()
+        assert not await listed(), "once its jobs are done the tenant leaves the sweep's index"
+    finally:
+        await database.dispose()
+    job_lines = [line for line in logs if line.get("job_id") == job["id"]]
+    assert {line["event"] for line in job_lines} >= {"job_started", "job_succeeded"}
+    for line in job_lines:
+        assert line["tenant_id"] == tenant_id and line["platform"] == "ebay", line
