@@ -222,7 +222,11 @@ async def recover_expired_leases(session: AsyncSession) -> list[uuid.UUID]:
             "  error = jsonb_build_object('code', 'attempts_exhausted', 'message', "
             "  'The job did not finish after ' || attempts || ' attempts.'), updated_at = now() "
             "  WHERE status = 'running' AND lease_expires_at < now() AND attempts >= max_attempts "
-            "  RETURNING id) "
+            "  RETURNING id, product_id, platform, action), "
+            "listing AS ("
+            "  UPDATE platform_listings SET status = 'failed', updated_at = now() FROM gone "
+            "  WHERE gone.action = 'publish' AND platform_listings.product_id = gone.product_id "
+            "  AND platform_listings.platform = gone.platform AND platform_listings.status = 'pending') "
             "UPDATE publications_history SET status = 'failed', error_message = :message, "
             "completed_at = now() WHERE status = 'started' AND job_id IN (SELECT id FROM gone)"
         ),

@@ -9,8 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from ops.settings import Settings
+from persistence import queue
+from persistence.database import connect_database
+from persistence.tenancy import tenant_transaction
 from tests.pipeline_support import EBAY_CONNECTION, new_sku, running_pipeline, wait_for_job
 from tests.support import assert_problem, bearer, register
 from workers.errors import PermanentPlatformError, TransientPlatformError
@@ -275,3 +279,40 @@ async def test_sold_product_gets_delist_jobs_and_platform_filter(
     assert (await client.get("/api/products", params={"platform": "ebay"}, headers=headers)).json()[
         "items"
     ] == []
+
+
+async def test_a_vanished_worker_out_of_attempts_fails_the_job_and_its_listing(
+    client: httpx.AsyncClient, migrated: Settings
+) -> None:
+    headers = await _tenant_with_ebay(client)
+    product = await _product(client, headers)
+    job = (
+        await client.post(
+            f"/api/products/{product['id']}/publications", json={"platforms": ["ebay"]}, headers=headers
+        )
+    ).json()["jobs"][0]
+    tenant_id = (await client.get("/api/auth/me", headers=headers)).json()["tenant_id"]
+    # What a worker that died during its last allowed attempt leaves behind: running, lease run out.
+    database = connect_database(migrated.async_database_url, pool_size=1)
+    try:
+        async with tenant_transaction(
+            database.session_factory, migrated.tenant_schema_prefix, tenant_id
+        ) as session:
+            await session.execute(
+                text(
+                    "UPDATE plugin_queue SET status = 'running', attempts = max_attempts, runs = max_attempts, "
+                    "lease_owner = 'gone', lease_expires_at = now() - interval '1 second' WHERE id = :id"
+                ),
+                {"id": job["id"]},
+            )
+            await queue.recover_expired_leases(session)
+    finally:
+        await database.dispose()
+    done = (await client.get(f"/api/jobs/{job['id']}", headers=headers)).json()
+    assert done["status"] == "failed" and done["error"]["code"] == "attempts_exhausted"
+    listing = (await client.get(f"/api/products/{product['id']}", headers=headers)).json()["listings"][0]
+    assert listing["status"] == "failed", "a failed publish must not block publishing again"
+    again = await client.post(
+        f"/api/products/{product['id']}/publications", json={"platforms": ["ebay"]}, headers=headers
+    )
+    assert again.status_code == 202, again.text
