@@ -347,3 +347,101 @@ async def _expire_lease(settings: Settings, tenant_id: int, task_id: str) -> Non
             )
     finally:
         await database.dispose()
+
+
+async def _live_on_vinted(
+    client: httpx.AsyncClient,
+    plugin_client: httpx.AsyncClient,
+    headers: dict[str, str],
+    product_id: int,
+    item_id: int,
+) -> None:
+    """Publish to Vinted and play the plugin reporting a created item."""
+    job_id = (
+        await client.post(
+            f"/api/products/{product_id}/publications", json={"platforms": ["vinted"]}, headers=headers
+        )
+    ).json()["jobs"][0]["id"]
+    [task] = (await plugin_client.get("/api/plugin/tasks", params={"wait": 10}, headers=headers)).json()[
+        "tasks"
+    ]
+    result = {
+        "lease_id": task["lease_id"],
+        "status": "success",
+        "responses": [
+            {"http_status": 200, "body": {"id": 1}},
+            {"http_status": 200, "body": {"item": {"id": item_id}}},
+        ],
+    }
+    assert (
+        await plugin_client.post(f"/api/plugin/tasks/{task['id']}/result", json=result, headers=headers)
+    ).status_code == 200
+    assert (await wait_for_job(client, headers, job_id))["status"] == "succeeded"
+
+
+async def test_sold_on_vinted_ends_the_other_listings(
+    client: httpx.AsyncClient, plugin_client: httpx.AsyncClient, migrated: Settings
+) -> None:
+    from tests.integration.test_pipeline import FakeMarketplace
+    from tests.pipeline_support import EBAY_CONNECTION
+
+    headers, _tenant, _account = await _vinted_tenant(client)
+    assert (
+        await client.put("/api/integrations/ebay", json=EBAY_CONNECTION, headers=headers)
+    ).status_code == 200
+    single = await _vinted_product(client, headers)
+    pair = await _vinted_product(client, headers)
+    assert (
+        await client.patch(f"/api/products/{pair['id']}", json={"stock_quantity": 2}, headers=headers)
+    ).status_code == 200
+    market = FakeMarketplace()
+    async with running_pipeline(migrated, "vinted", None):
+        await _live_on_vinted(client, plugin_client, headers, single["id"], 7_000_001)
+        await _live_on_vinted(client, plugin_client, headers, pair["id"], 7_000_002)
+    async with running_pipeline(migrated, "ebay", market):
+        for product in (single, pair):
+            job = (
+                await client.post(
+                    f"/api/products/{product['id']}/publications",
+                    json={"platforms": ["ebay"]},
+                    headers=headers,
+                )
+            ).json()["jobs"][0]
+            assert (await wait_for_job(client, headers, job["id"]))["status"] == "succeeded"
+        # The last one sold on Vinted: the product is sold and eBay's listing gets a delist job.
+        sold = await plugin_client.post(
+            "/api/plugin/events",
+            json={"type": "sold", "platform": "vinted", "external_id": "7000001"},
+            headers=headers,
+        )
+        assert sold.status_code == 202, sold.text
+        [delist_id] = sold.json()["jobs"]
+        assert (await wait_for_job(client, headers, delist_id))["status"] == "succeeded"
+        # One of two sold: stock drops and eBay's listing gets an update with the new quantity.
+        one = await plugin_client.post(
+            "/api/plugin/events",
+            json={"type": "sold", "platform": "vinted", "external_id": 7_000_002},
+            headers=headers,
+        )
+        assert one.status_code == 202, one.text
+        [update_id] = one.json()["jobs"]
+        update = await wait_for_job(client, headers, update_id)
+        assert update["action"] == "update" and update["status"] == "succeeded"
+    single_after = (await client.get(f"/api/products/{single['id']}", headers=headers)).json()
+    assert single_after["status"] == "sold" and single_after["stock_quantity"] == 0
+    assert {row["platform"]: row["status"] for row in single_after["listings"]} == {
+        "vinted": "sold",
+        "ebay": "delisted",
+    }
+    pair_after = (await client.get(f"/api/products/{pair['id']}", headers=headers)).json()
+    assert pair_after["status"] == "published" and pair_after["stock_quantity"] == 1
+    assert {row["platform"]: row["status"] for row in pair_after["listings"]} == {
+        "vinted": "sold",
+        "ebay": "live",
+    }
+    unknown = await plugin_client.post(
+        "/api/plugin/events",
+        json={"type": "sold", "platform": "vinted", "external_id": "999"},
+        headers=headers,
+    )
+    assert_problem(unknown, 404, "not_found")
