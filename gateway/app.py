@@ -14,7 +14,7 @@ from gateway.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
-from gateway.problems import install_problem_handlers
+from gateway.problems import COMMON_RESPONSES, install_problem_handlers
 from gateway.routers import (
     attributes,
     auth,
@@ -51,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
             "problem documents with a machine-readable `code`."
         ),
         lifespan=lifespan,
+        responses=COMMON_RESPONSES,
     )
     install_problem_handlers(app)
     app.include_router(health.router)

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -58,6 +59,29 @@ _STATUS_CODES: dict[int, str] = {
     422: "validation_error",
     429: "too_many_requests",
     503: "service_unavailable",
+}
+
+
+class ProblemDocument(BaseModel):
+    """RFC 9457 problem document: every error answer of the API has this shape."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str = Field(
+        description="Machine-readable error code (API.md lists those that are part of the contract)."
+    )
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description='For validation errors: `[{"loc": [...], "msg": "..."}]`.'
+    )
+
+
+#: Documented on every route: the answers any request may get.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ProblemDocument, "description": "not_authenticated or invalid_token"},
+    422: {"model": ProblemDocument, "description": "validation_error"},
+    503: {"model": ProblemDocument, "description": "service_unavailable: PostgreSQL or Redis is down"},
 }
 
 
