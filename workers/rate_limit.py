@@ -18,8 +18,9 @@ Timestamps are integer microseconds, exact in Lua's doubles.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
@@ -108,3 +109,31 @@ class SlidingWindowLimiter:
     async def usage(self, key: str) -> RateLimitUsage:
         """Report how much of `key`'s window is spent now."""
         return await read_usage(self._redis, key, limit=self.limit, window_seconds=self.window_seconds)
+
+
+class SharedRequestPacer:
+    """Space one application's requests across every worker process (e.g. Etsy's 10 per second per app).
+
+    Unlike the Vinted budget, a short wait is cheaper than deferring the job: the caller sleeps until
+    the window frees a slot, checking again at most every `max_sleep` seconds.
+    """
+
+    def __init__(self, limiter: SlidingWindowLimiter, key: str, *, max_sleep: float = 1.0) -> None:
+        self._limiter = limiter
+        self._key = key
+        self._max_sleep = max_sleep
+
+    async def acquire(self) -> None:
+        while True:
+            reservation = await self._limiter.acquire(self._key, 1)
+            if reservation.granted:
+                return
+            assert reservation.available_at is not None
+            now = reservation.decided_at or datetime.now(UTC)
+            wait = (reservation.available_at - now).total_seconds()
+            await asyncio.sleep(min(max(wait, 0.005), self._max_sleep))
+
+
+def application_key(platform: str) -> str:
+    """The Redis key of a marketplace application's shared request budget (hash-tagged for Cluster)."""
+    return f"stoflow:ratelimit:{{{platform}:app}}"

@@ -29,7 +29,7 @@ from workers.platforms.http import (
     DEFAULT_TIMEOUT,
     MarketplaceClient,
     OAuthSession,
-    RequestRateLimiter,
+    RequestPacer,
     RetryPolicy,
     error_message,
     json_object,
@@ -87,7 +87,7 @@ class EbayAdapter:
         client_secret: str,
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        limiter: RequestRateLimiter | None = None,
+        limiter: RequestPacer | None = None,
     ) -> None:
         self._api = MarketplaceClient(
             http, label=LABEL, base_url=base_url, retry=retry, timeout=timeout, limiter=limiter

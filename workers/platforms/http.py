@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import structlog
@@ -67,6 +67,12 @@ class RetryPolicy:
     budget_seconds: float = 15.0
     #: How to wait between tries (tests pass a recorder instead of sleeping).
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+class RequestPacer(Protocol):
+    """Anything that makes a request wait for its slot (per process, or shared through Redis)."""
+
+    async def acquire(self) -> None: ...
 
 
 class RequestRateLimiter:
@@ -162,7 +168,7 @@ async def send_with_retries(
     policy: RetryPolicy,
     timeouts: httpx.Timeout,
     idempotent: bool = True,
-    limiter: RequestRateLimiter | None = None,
+    limiter: RequestPacer | None = None,
     build_headers: Callable[[], Mapping[str, str]] | None = None,
     **request_args: Any,
 ) -> httpx.Response:
@@ -322,7 +328,7 @@ class MarketplaceClient:
         base_url: str,
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        limiter: RequestRateLimiter | None = None,
+        limiter: RequestPacer | None = None,
     ) -> None:
         self.http = http
         self.label = label

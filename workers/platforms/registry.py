@@ -8,16 +8,20 @@ import structlog
 
 from workers.platforms.base import PlatformAdapter
 from workers.platforms.ebay import EbayAdapter
-from workers.platforms.etsy import REQUESTS_PER_SECOND as ETSY_REQUESTS_PER_SECOND
 from workers.platforms.etsy import EtsyAdapter
-from workers.platforms.http import RequestRateLimiter
 from workers.platforms.vinted import VintedAdapter
-from workers.rate_limit import SlidingWindowLimiter
+from workers.rate_limit import SharedRequestPacer, SlidingWindowLimiter, application_key
 
 if TYPE_CHECKING:
     from workers.context import WorkerApp
 
 log = structlog.get_logger(__name__)
+
+
+def _shared_pacer(app: WorkerApp, platform: str, per_second: int | None) -> SharedRequestPacer | None:
+    if per_second is None:
+        return None
+    return SharedRequestPacer(SlidingWindowLimiter(app.redis, per_second, 1), application_key(platform))
 
 
 def build_adapters(app: WorkerApp) -> dict[str, PlatformAdapter]:
@@ -34,6 +38,7 @@ def build_adapters(app: WorkerApp) -> dict[str, PlatformAdapter]:
             base_url=settings.ebay_api_base,
             client_id=settings.ebay_client_id,
             client_secret=settings.ebay_client_secret.get_secret_value(),
+            limiter=_shared_pacer(app, "ebay", settings.ebay_requests_per_second),
         )
     else:
         log.warning("platform_not_configured", target="ebay", setting="EBAY_API_BASE")
@@ -42,8 +47,8 @@ def build_adapters(app: WorkerApp) -> dict[str, PlatformAdapter]:
             app.http,
             base_url=settings.etsy_api_base,
             api_key=settings.etsy_api_key.get_secret_value(),
-            # One limiter per worker process: Etsy counts requests per application.
-            limiter=RequestRateLimiter(ETSY_REQUESTS_PER_SECOND),
+            # Etsy counts requests per application: the budget is shared by every worker process.
+            limiter=_shared_pacer(app, "etsy", settings.etsy_requests_per_second),
         )
     else:
         log.warning("platform_not_configured", target="etsy", setting="ETSY_API_BASE")
