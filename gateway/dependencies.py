@@ -26,7 +26,7 @@ from persistence.tenancy import scope_to_tenant, tenant_schema
 _BEARER = {"WWW-Authenticate": "Bearer"}
 
 
-def services_of(request: Request) -> GatewayServices:
+async def services_of(request: Request) -> GatewayServices:
     services: GatewayServices = request.app.state.services
     return services
 
@@ -34,7 +34,7 @@ def services_of(request: Request) -> GatewayServices:
 Services = Annotated[GatewayServices, Depends(services_of)]
 
 
-def request_session(request: Request) -> AsyncSession:
+async def request_session(request: Request) -> AsyncSession:
     """The unit of work's session (public schema; see `tenant_session` for tenant data)."""
     session: AsyncSession = request.state.session
     return session
@@ -77,7 +77,7 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 async def tenant_session(principal: CurrentPrincipal, services: Services, request: Request) -> AsyncSession:
     """The unit of work's session, scoped to the caller's tenant schema for the rest of the request."""
-    session = request_session(request)
+    session: AsyncSession = request.state.session
     await scope_to_tenant(session, tenant_schema(services.settings.tenant_schema_prefix, principal.tenant_id))
     return session
 
@@ -104,7 +104,7 @@ class UnitOfWorkRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def run_in_unit_of_work(request: Request) -> Response:
-            services = services_of(request)
+            services: GatewayServices = request.app.state.services
             async with services.db.session_factory() as session:
                 request.state.session = session
                 try:

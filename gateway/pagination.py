@@ -90,7 +90,7 @@ class PageRequest:
         return self.codec.encode({"before_id": last_id})
 
 
-def page_request(
+async def page_request(
     services: Services,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page, 1..200.")] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,

@@ -26,7 +26,13 @@ def connect_database(url: str, *, pool_size: int = 10, max_overflow: int = 10) -
         max_overflow=max_overflow,
         pool_pre_ping=True,
         pool_timeout=10,
-        # A dead server must not hang a request forever.
-        connect_args={"timeout": 5, "command_timeout": 60},
+        connect_args={
+            # A dead server must not hang a request forever.
+            "timeout": 5,
+            "command_timeout": 60,
+            # asyncpg prepares every statement; a cached generic plan ignores the search term's
+            # selectivity and can walk a whole table for a rare `q` (see bench/RESULTS.md).
+            "server_settings": {"plan_cache_mode": "force_custom_plan"},
+        },
     )
     return Database(engine=engine, session_factory=async_sessionmaker(engine, expire_on_commit=False))

@@ -93,7 +93,7 @@ def image_out(settings: Settings, image: ProductImage) -> ProductImageOut:
     )
 
 
-def media_storage(services: Services) -> MediaStorage:
+async def media_storage(services: Services) -> MediaStorage:
     """The storage backend; local disk under MEDIA_ROOT (cheap to build: it only holds a path)."""
     return LocalMediaStorage(services.settings.media_root)
 

@@ -123,7 +123,7 @@ async def list_vinted_accounts(session: TenantSession) -> VintedAccounts:
     return VintedAccounts(items=[_account_out(row) for row in rows])
 
 
-def account_id_of(account_id: Annotated[str, Path(description="The Vinted account's id.")]) -> int:
+async def account_id_of(account_id: Annotated[str, Path(description="The Vinted account's id.")]) -> int:
     if not _ID.fullmatch(account_id):
         raise NotFound("No such Vinted account.")
     return int(account_id)

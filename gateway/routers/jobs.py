@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"], route_class=UnitOfWorkRout
 _NOT_FOUND = "No such job."
 
 
-def _job_id(job_id: Annotated[str, Path(description="The job's UUID.")]) -> uuid.UUID:
+async def _job_id(job_id: Annotated[str, Path(description="The job's UUID.")]) -> uuid.UUID:
     try:
         return uuid.UUID(job_id)
     except ValueError:

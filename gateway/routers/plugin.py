@@ -38,7 +38,7 @@ router = APIRouter(prefix="/api/plugin", tags=["plugin"], route_class=UnitOfWork
 log = structlog.get_logger(__name__)
 
 
-def _task_id(task_id: Annotated[str, Path(description="The task's UUID.")]) -> uuid.UUID:
+async def _task_id(task_id: Annotated[str, Path(description="The task's UUID.")]) -> uuid.UUID:
     try:
         return uuid.UUID(task_id)
     except ValueError:

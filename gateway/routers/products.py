@@ -55,7 +55,7 @@ IfMatch = Annotated[
 ]
 
 
-def product_id_of(product_id: Annotated[str, Path(description="The product's integer id.")]) -> int:
+async def product_id_of(product_id: Annotated[str, Path(description="The product's integer id.")]) -> int:
     """Parse the path id; anything that cannot be one of our ids is simply not found."""
     if not _ID_PATTERN.fullmatch(product_id) or int(product_id) > _MAX_ID:
         raise NotFound(_NOT_FOUND)

@@ -34,7 +34,7 @@ _COMMAND_ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 
-def _product_id(product_id: Annotated[str, Path(description="The product's integer id.")]) -> int:
+async def _product_id(product_id: Annotated[str, Path(description="The product's integer id.")]) -> int:
     if not _ID.fullmatch(product_id) or int(product_id) > 2**31 - 1:
         raise NotFound("No such product.")
     return int(product_id)
