@@ -300,8 +300,9 @@ async def test_a_vanished_worker_out_of_attempts_fails_the_job_and_its_listing(
         ) as session:
             await session.execute(
                 text(
-                    "UPDATE plugin_queue SET status = 'running', attempts = max_attempts, runs = max_attempts, "
-                    "lease_owner = 'gone', lease_expires_at = now() - interval '1 second' WHERE id = :id"
+                    "UPDATE plugin_queue SET status = 'running', attempts = max_attempts, "
+                    "runs = max_attempts, lease_owner = 'gone', "
+                    "lease_expires_at = now() - interval '1 second' WHERE id = :id"
                 ),
                 {"id": job["id"]},
             )
