@@ -8,27 +8,10 @@ from sqlalchemy import Boolean, Column, ForeignKey, String, Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from domain.attributes import ATTRIBUTE_KINDS
 from persistence.base import CoreBase
 
 ATTRIBUTE_SCHEMA = "product_attributes"
-
-#: Attribute kinds, each a table of the same name in `product_attributes`.
-ATTRIBUTE_KINDS: tuple[str, ...] = (
-    "categories",
-    "brands",
-    "colors",
-    "sizes",
-    "conditions",
-    "materials",
-    "fits",
-    "genders",
-    "seasons",
-    "closures",
-    "decades",
-    "patterns",
-    "styles",
-    "origins",
-)
 
 
 def _attribute_table(kind: str) -> Table:

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Select, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.attributes import PRODUCT_ATTRIBUTE_FIELDS
 from persistence.attribute_models import ATTRIBUTE_TABLES
-from persistence.tenant_models import PRODUCT_ATTRIBUTE_FIELDS
 
 
 async def unknown_attribute_fields(session: AsyncSession, values: Mapping[str, str | None]) -> list[str]:

@@ -25,24 +25,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from persistence.base import TenantBase, created_at_column, updated_at_column
 
-PRODUCT_ATTRIBUTE_FIELDS: dict[str, str] = {
-    # product field -> attribute kind it takes a code of (label_size is free text: what the label says)
-    "category": "categories",
-    "brand": "brands",
-    "size": "sizes",
-    "color": "colors",
-    "material": "materials",
-    "fit": "fits",
-    "gender": "genders",
-    "season": "seasons",
-    "condition": "conditions",
-    "decade": "decades",
-    "closure": "closures",
-    "origin": "origins",
-    "pattern": "patterns",
-    "style": "styles",
-}
-
 
 class Product(TenantBase):
     __tablename__ = "products"

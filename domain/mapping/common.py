@@ -17,28 +17,14 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TypeVar
 
+from domain.attributes import PRODUCT_ATTRIBUTE_FIELDS
 from domain.catalogue import PlatformMappings, ProductSnapshot
 from domain.errors import DomainError
 
 T = TypeVar("T", int, str)
 
 #: Product field -> attribute kind of the reference data and of the platform mapping files.
-ATTRIBUTE_KINDS: dict[str, str] = {
-    "category": "categories",
-    "brand": "brands",
-    "size": "sizes",
-    "color": "colors",
-    "material": "materials",
-    "fit": "fits",
-    "gender": "genders",
-    "season": "seasons",
-    "condition": "conditions",
-    "decade": "decades",
-    "closure": "closures",
-    "origin": "origins",
-    "pattern": "patterns",
-    "style": "styles",
-}
+ATTRIBUTE_KINDS = PRODUCT_ATTRIBUTE_FIELDS
 
 #: The roots of our category tree; every category code starts with its root and an underscore.
 CATEGORY_ROOTS: frozenset[str] = frozenset({"women", "men", "kids"})

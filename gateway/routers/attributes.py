@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from domain.attributes import ATTRIBUTE_KINDS
 from domain.errors import NotFound
 from gateway.dependencies import CurrentPrincipal, PublicSession, UnitOfWorkRoute
-from persistence.attribute_models import ATTRIBUTE_KINDS
 from persistence.attributes import list_attributes
 
 router = APIRouter(prefix="/api/attributes", tags=["catalogue"], route_class=UnitOfWorkRoute)

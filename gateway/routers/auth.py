@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from typing import Literal
+from typing import Literal, NoReturn
 
 import structlog
 from fastapi import APIRouter, Query, Response
@@ -52,6 +52,16 @@ async def _issue_pair(
         refresh_token=refresh.token,
         expires_in=int(services.tokens.access_ttl.total_seconds()),
     )
+
+
+async def _revoke_reused_chain(session: PublicSession, session_id: uuid.UUID, user_id: int) -> NoReturn:
+    """A spent refresh token came back: revoke its whole login chain and answer `token_reused`."""
+    # The revocation must outlive this failed request: commit it on its own before answering.
+    await session.rollback()
+    await accounts.revoke_login_chain(session, session_id)
+    await session.commit()
+    log.warning("refresh_token_reused", user_id=user_id)
+    raise ProblemError(401, "token_reused", "This refresh token was already used; please log in again.")
 
 
 @router.post(
@@ -143,12 +153,7 @@ async def refresh(body: RefreshRequest, services: Services, session: PublicSessi
     if token is None or token.session_id != claims.session_id:
         raise ProblemError(401, "invalid_token", _INVALID_REFRESH)
     if token.spent_at is not None:
-        # The revocation must outlive this failed request: commit it on its own before answering.
-        await session.rollback()
-        await accounts.revoke_login_chain(session, claims.session_id)
-        await session.commit()
-        log.warning("refresh_token_reused", user_id=claims.user_id)
-        raise ProblemError(401, "token_reused", "This refresh token was already used; please log in again.")
+        await _revoke_reused_chain(session, claims.session_id, claims.user_id)
     if token.revoked_at is not None:
         raise ProblemError(401, "invalid_token", _INVALID_REFRESH)
     user = await accounts.get_user(session, claims.user_id)
@@ -171,10 +176,7 @@ async def logout(
     if token is None or claims.user_id != principal.user_id:
         raise ProblemError(401, "invalid_token", _INVALID_REFRESH)
     if token.spent_at is not None:
-        await session.rollback()
-        await accounts.revoke_login_chain(session, claims.session_id)
-        await session.commit()
-        raise ProblemError(401, "token_reused", "This refresh token was already used; please log in again.")
+        await _revoke_reused_chain(session, claims.session_id, claims.user_id)
     if token.revoked_at is None:
         await accounts.revoke_refresh_token(session, token)
     return Response(status_code=204)

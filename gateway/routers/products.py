@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.attributes import PRODUCT_ATTRIBUTE_FIELDS
 from domain.errors import InvalidState, NotFound, VersionConflict
 from domain.lifecycle import ProductStatus, change_status
 from gateway import publishing
@@ -39,7 +40,7 @@ from ops.media_urls import signed_media_url
 from persistence import products as repository
 from persistence.attributes import unknown_attribute_fields
 from persistence.products import Platform, ProductFilters
-from persistence.tenant_models import PRODUCT_ATTRIBUTE_FIELDS, Product
+from persistence.tenant_models import Product
 
 router = APIRouter(prefix="/api/products", tags=["catalogue"], route_class=UnitOfWorkRoute)
 

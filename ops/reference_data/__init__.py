@@ -16,22 +16,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-ATTRIBUTE_KINDS: tuple[str, ...] = (
-    "categories",
-    "brands",
-    "colors",
-    "sizes",
-    "conditions",
-    "materials",
-    "fits",
-    "genders",
-    "seasons",
-    "closures",
-    "decades",
-    "patterns",
-    "styles",
-    "origins",
-)
+from domain.attributes import ATTRIBUTE_KINDS
+
 PLATFORMS: tuple[str, ...] = ("vinted", "ebay", "etsy")
 
 #: Codes are lowercase ascii; decades may start with a digit (``1970s``).

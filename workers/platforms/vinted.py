@@ -42,11 +42,9 @@ class VintedAdapter:
         self._limiter = limiter
 
     async def publish(self, job: JobInput) -> ListingOutcome:
-        finished = await self._reported_result(job)
-        if finished is not None:
-            return await self._conclude(job, finished, creating=True)
-        if job.progress.get("task_id"):
-            return ListingOutcome(external_id=None, url=None, waiting_plugin=True)
+        earlier = await self._earlier_task_outcome(job, creating=True)
+        if earlier is not None:
+            return earlier
         product = _product(job)
         photos = list(product.image_urls)
         body = map_to_vinted_item(
@@ -72,11 +70,9 @@ class VintedAdapter:
         return await self._release(job, "create_item", requests)
 
     async def update(self, job: JobInput) -> ListingOutcome:
-        finished = await self._reported_result(job)
-        if finished is not None:
-            return await self._conclude(job, finished, creating=False)
-        if job.progress.get("task_id"):
-            return ListingOutcome(external_id=None, url=None, waiting_plugin=True)
+        earlier = await self._earlier_task_outcome(job, creating=False)
+        if earlier is not None:
+            return earlier
         item_id = _item_id(job)
         photo_ids = [int(photo) for photo in (job.listing or {}).get("data", {}).get("photo_ids", [])]
         body = map_to_vinted_item(_product(job), job.mappings, photo_ids=photo_ids, item_id=int(item_id))
@@ -84,14 +80,22 @@ class VintedAdapter:
         return await self._release(job, "update_item", requests)
 
     async def delist(self, job: JobInput) -> ListingOutcome:
-        finished = await self._reported_result(job)
-        if finished is not None:
-            return await self._conclude(job, finished, creating=False)
-        if job.progress.get("task_id"):
-            return ListingOutcome(external_id=None, url=None, waiting_plugin=True)
+        earlier = await self._earlier_task_outcome(job, creating=False)
+        if earlier is not None:
+            return earlier
         item_id = _item_id(job)
         requests = [{"method": "POST", "path": f"/api/v2/items/{item_id}/delete", "body": None}]
         return await self._release(job, "delete_item", requests)
+
+    async def _earlier_task_outcome(self, job: JobInput, *, creating: bool) -> ListingOutcome | None:
+        """The outcome of this job's task released by an earlier run, or None when there is none."""
+        finished = await self._reported_result(job)
+        if finished is not None:
+            return await self._conclude(job, finished, creating=creating)
+        if job.progress.get("task_id"):
+            # Released and not yet reported: the job keeps waiting for the plugin.
+            return ListingOutcome(external_id=None, url=None, waiting_plugin=True)
+        return None
 
     async def _release(self, job: JobInput, operation: str, requests: list[dict[str, Any]]) -> ListingOutcome:
         """Take one slot per request, then write the task (and remember it on the job) in one transaction."""
