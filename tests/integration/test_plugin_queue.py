@@ -9,6 +9,7 @@ import asyncio
 import io
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -445,3 +446,52 @@ async def test_sold_on_vinted_ends_the_other_listings(
         headers=headers,
     )
     assert_problem(unknown, 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("response", "pause_minutes"),
+    [
+        ({"http_status": 429, "body": {"code": 106, "message": "Too many requests"}}, 15),
+        ({"http_status": 403, "body": "<html>geo.captcha-delivery.com datadome</html>"}, 30),
+        ({"http_status": 503, "body": None}, 0),
+    ],
+)
+async def test_vinted_refusals_reschedule_the_job(
+    client: httpx.AsyncClient,
+    plugin_client: httpx.AsyncClient,
+    migrated: Settings,
+    response: dict[str, Any],
+    pause_minutes: int,
+) -> None:
+    headers, _tenant, _account = await _vinted_tenant(client)
+    product = await _vinted_product(client, headers)
+    async with running_pipeline(migrated, "vinted", None):
+        job_id = (
+            await client.post(
+                f"/api/products/{product['id']}/publications", json={"platforms": ["vinted"]}, headers=headers
+            )
+        ).json()["jobs"][0]["id"]
+        [task] = (await plugin_client.get("/api/plugin/tasks", params={"wait": 10}, headers=headers)).json()[
+            "tasks"
+        ]
+        reported = await plugin_client.post(
+            f"/api/plugin/tasks/{task['id']}/result",
+            json={"lease_id": task["lease_id"], "status": "error", "responses": [response]},
+            headers=headers,
+        )
+        assert reported.status_code == 200
+        if pause_minutes:
+            job = await wait_for_job(
+                client, headers, job_id, until=lambda job: job["status"] == "pending" and job["attempts"] == 1
+            )
+            waited = datetime.fromisoformat(job["next_attempt_at"]) - datetime.fromisoformat(
+                job["updated_at"]
+            )
+            assert timedelta(minutes=pause_minutes) - timedelta(seconds=5) <= waited, waited
+            assert job["status"] != "failed"
+        else:
+            # A 5xx is retried after the ordinary backoff: a new task reaches the plugin.
+            [again] = (
+                await plugin_client.get("/api/plugin/tasks", params={"wait": 15}, headers=headers)
+            ).json()["tasks"]
+            assert again["id"] != task["id"] and again["job_id"] == job_id

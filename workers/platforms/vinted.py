@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 ITEM_URL = "https://www.vinted.fr/items/{id}"
+#: Seconds before a job retries after Vinted's 429 / an anti-bot challenge (the plugin's own pauses).
+RATE_LIMIT_PAUSE = 15 * 60
+CHALLENGE_PAUSE = 30 * 60
 _CHALLENGE_MARKERS = ("captcha", "datadome", "challenge", "cf-chl", "cloudflare")
 #: Placeholder photo ids: replaced by references to the upload responses before the task is written.
 _PLACEHOLDER = 10**12
@@ -151,12 +154,8 @@ class VintedAdapter:
         last = responses[-1] if responses else {"http_status": 0, "body": None}
         status = int(last.get("http_status") or 0)
         message = _vinted_message(last.get("body"), result.get("error"))
-        if (
-            status == 0
-            or status == 429
-            or status >= 500
-            or (status == 403 and _is_challenge(last.get("body")))
-        ):
+        challenged = status == 403 and _is_challenge(last.get("body"))
+        if status == 0 or status == 429 or status >= 500 or challenged:
             # This task is spent; the next run writes a new one (after the runner's backoff).
             await job.save_progress(
                 {
@@ -164,7 +163,10 @@ class VintedAdapter:
                     "spent_tasks": [*job.progress.get("spent_tasks", []), job.progress.get("task_id")],
                 }
             )
-            raise TransientPlatformError(f"Vinted answered {status}: {message}")
+            # After a 429 or a challenge the plugin pauses the account itself; releasing a new task before
+            # then would only spend slots of the account's budget on a task nobody runs.
+            pause = RATE_LIMIT_PAUSE if status == 429 else CHALLENGE_PAUSE if challenged else None
+            raise TransientPlatformError(f"Vinted answered {status}: {message}", retry_after=pause)
         raise PermanentPlatformError("platform_rejected", message)
 
 
