@@ -148,6 +148,9 @@ def up(
     port: Annotated[int, typer.Option(help="Port the API listens on.")] = 8000,
     sandbox_port: Annotated[int, typer.Option(help="Port of the marketplace sandbox.")] = 8900,
     workers_per_pool: Annotated[int, typer.Option(min=1, max=16, help="Worker processes per pool.")] = 1,
+    demo: Annotated[
+        bool, typer.Option(help="Also create a demo reseller on the sandbox and run the reference plugin.")
+    ] = False,
 ) -> None:
     """Run the whole platform: embedded services if no URLs are set, migrate, seed, then supervise."""
     from ops.platform import run_platform
@@ -161,6 +164,7 @@ def up(
             sandbox_port=sandbox_port,
             workers_per_pool=workers_per_pool,
             state_dir=STATE_DIR.resolve(),
+            demo=demo,
         )
     )
 

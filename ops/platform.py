@@ -51,8 +51,48 @@ def _wait_for_http(url: str, timeout: float = 30.0) -> bool:
     return False
 
 
+DEMO_EMAIL = "demo@stoflow.example"
+DEMO_PASSWORD = "stoflow-demo-password"  # noqa: S105 - a throwaway account on the local sandbox
+
+
+def _prepare_demo(api: str, sandbox: str) -> None:
+    """A demo reseller on the sandbox: eBay and a Vinted member (the free tier allows 2 platforms)."""
+    credentials = {"email": DEMO_EMAIL, "password": DEMO_PASSWORD}
+    with httpx.Client(timeout=10) as http:
+        answer = http.post(f"{api}/api/auth/register", json=credentials)
+        if answer.status_code == 409:
+            answer = http.post(f"{api}/api/auth/login", params={"source": "web"}, json=credentials)
+        answer.raise_for_status()
+        headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        tokens = http.post(f"{sandbox}/_sandbox/ebay/accounts", json={}).json()
+        ebay = {
+            "access_token": tokens["access_token"],
+            "refresh_token": tokens["refresh_token"],
+            "marketplace_id": "EBAY_FR",
+            "fulfillment_policy_id": "demo-fulfillment",
+            "payment_policy_id": "demo-payment",
+            "return_policy_id": "demo-return",
+            "merchant_location_key": "demo-paris",
+        }
+        http.put(f"{api}/api/integrations/ebay", json=ebay, headers=headers).raise_for_status()
+        account = http.post(
+            f"{api}/api/integrations/vinted/accounts",
+            json={"vinted_user_id": 4242, "username": "demo_vinted"},
+            headers=headers,
+        )
+        if account.status_code not in (201, 409):
+            account.raise_for_status()
+
+
 def run_platform(
-    settings: Settings, *, host: str, port: int, sandbox_port: int, workers_per_pool: int, state_dir: Path
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    sandbox_port: int,
+    workers_per_pool: int,
+    state_dir: Path,
+    demo: bool = False,
 ) -> int:
     """Start (embedded) services, migrate and seed, then supervise gateway, dispatcher, pools, sandbox."""
     urls = resolve_service_urls(settings.database_url, settings.redis_url, state_dir, try_local=False)
