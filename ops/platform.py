@@ -110,6 +110,7 @@ def run_platform(
 
         stoflow = [sys.executable, "-m", "ops"]
         children: list[ChildSpec] = []
+        sandbox_url: str | None = None
         if (
             settings.ebay_api_base is None
             or settings.etsy_api_base is None
@@ -137,6 +138,26 @@ def run_platform(
                 f"\nStoflow is up.\n  API:     {base}\n  Docs:    {base}/docs\n  Ready:   {base}/ready\n",
                 flush=True,
             )
+            if demo and sandbox_url is not None:
+                _prepare_demo(base, sandbox_url)
+                plugin_env = {
+                    **env,
+                    "STOFLOW_PLUGIN_EMAIL": DEMO_EMAIL,
+                    "STOFLOW_PLUGIN_PASSWORD": DEMO_PASSWORD,
+                }
+                plugin = [*stoflow, "plugin", "--api-url", base, "--vinted-url", sandbox_url]
+                plugin += [
+                    "--write-gap",
+                    "1-2",
+                    "--read-gap",
+                    "0-1",
+                    "--state-dir",
+                    str(state_dir / "plugin"),
+                ]
+                supervisor.start([ChildSpec("plugin", plugin, plugin_env)])
+                print(
+                    f"  Demo:    {DEMO_EMAIL} / {DEMO_PASSWORD} (eBay + Vinted via the plugin)\n", flush=True
+                )
         else:
             log.warning("api_not_ready_yet", url=f"{base}/ready")
         return supervisor.run_until_stopped()
