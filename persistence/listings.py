@@ -91,7 +91,18 @@ async def start_history(
     action: str,
     attempt: int,
 ) -> int:
-    """Open the history row of one attempt."""
+    """Open the history row of one attempt, or return the one still open for this job.
+
+    A Vinted attempt spans two runs (release the task, then finish from the plugin's result): the
+    second run carries on the row the first one opened.
+    """
+    open_row = await session.scalar(
+        select(PublicationHistory.id).where(
+            PublicationHistory.job_id == job_id, PublicationHistory.status == "started"
+        )
+    )
+    if open_row is not None:
+        return open_row
     row = PublicationHistory(
         job_id=job_id,
         product_id=product_id,
