@@ -66,7 +66,9 @@ def build_worker(
         on_shutdown=shutdown,
         max_jobs=concurrency,
         job_timeout=JOB_TIMEOUT_SECONDS,
-        keep_result=60,
+        # No result kept: a re-hand of the same run must not be refused as a duplicate once it finished
+        # (the row's run guard already makes a late duplicate a no-op).
+        keep_result=0,
         poll_delay=0.1,
         burst=burst,
         handle_signals=handle_signals,
