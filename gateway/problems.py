@@ -133,11 +133,20 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+#: SQLSTATE classes that mean "the server cannot serve now", not "this request is wrong": connection
+#: exceptions (08), insufficient resources such as too many connections (53), operator intervention (57).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
 def _is_database_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
+            return True
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
