@@ -262,6 +262,17 @@ async def test_rate_limited_job_waits_for_the_window(
         assert usage["used"] == 2 and usage["remaining"] == 1
         assert limited["next_attempt_at"][:19] == usage["resets_at"][:19]
         assert limited["attempts"] == 0, "waiting for slots is not an attempt"
+        metrics = (await client.get("/metrics")).text
+        assert 'stoflow_rate_limit_rejections_total{platform="vinted"}' in metrics
+        rejections = [
+            line for line in metrics.splitlines() if line.startswith("stoflow_rate_limit_rejections_total")
+        ]
+        assert any(
+            line.startswith('stoflow_rate_limit_rejections_total{platform="vinted"} ')
+            and not line.endswith(" 0.0")
+            for line in rejections
+        ), rejections
+        assert 'stoflow_queue_depth{platform="vinted"}' in metrics
         # When the window frees the slots, the job is released to the plugin without anyone polling it.
         released = await wait_for_job(
             client, headers, job_b["id"], until=lambda job: job["status"] == "waiting_plugin", timeout=15
