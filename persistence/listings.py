@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +14,9 @@ from persistence.tenant_models import PlatformListing, PublicationHistory
 
 #: A listing in one of these states blocks a new publish on its platform.
 ACTIVE_LISTING_STATES = ("pending", "live")
+
+_LISTINGS = cast(Table, PlatformListing.__table__)
+_HISTORY = cast(Table, PublicationHistory.__table__)
 
 
 async def listings_of(session: AsyncSession, product_id: int) -> list[PlatformListing]:
@@ -72,14 +75,31 @@ async def set_listing_state(
     if url is not None:
         values["url"] = url
     if data:
-        values["data"] = PlatformListing.data.op("||")(data)
+        values["data"] = _LISTINGS.c.data.op("||")(data)
     if published:
         values["published_at"] = now
+    # A Core UPDATE: the ORM's bulk-update path would compile and evaluate it against the session for
+    # nothing (no listing object is loaded where this runs).
     await session.execute(
-        update(PlatformListing)
-        .where(PlatformListing.product_id == product_id, PlatformListing.platform == platform)
+        update(_LISTINGS)
+        .where(_LISTINGS.c.product_id == product_id, _LISTINGS.c.platform == platform)
         .values(**values)
     )
+
+
+_START_HISTORY = text(
+    """
+    WITH open_row AS (
+        SELECT id FROM publications_history WHERE job_id = :job_id AND status = 'started' LIMIT 1
+    ), opened AS (
+        INSERT INTO publications_history (job_id, product_id, platform, action, attempt, status, started_at)
+        SELECT :job_id, :product_id, :platform, :action, :attempt, 'started', :started_at
+        WHERE NOT EXISTS (SELECT 1 FROM open_row)
+        RETURNING id
+    )
+    SELECT id FROM open_row UNION ALL SELECT id FROM opened
+    """
+)
 
 
 async def start_history(
@@ -91,30 +111,24 @@ async def start_history(
     action: str,
     attempt: int,
 ) -> int:
-    """Open the history row of one attempt, or return the one still open for this job.
+    """Open the history row of one attempt, or return the one still open for this job (one statement).
 
     A Vinted attempt spans two runs (release the task, then finish from the plugin's result): the
     second run carries on the row the first one opened.
     """
-    open_row = await session.scalar(
-        select(PublicationHistory.id).where(
-            PublicationHistory.job_id == job_id, PublicationHistory.status == "started"
-        )
+    history_id = await session.scalar(
+        _START_HISTORY,
+        {
+            "job_id": job_id,
+            "product_id": product_id,
+            "platform": platform,
+            "action": action,
+            "attempt": attempt,
+            "started_at": datetime.now(UTC),
+        },
     )
-    if open_row is not None:
-        return open_row
-    row = PublicationHistory(
-        job_id=job_id,
-        product_id=product_id,
-        platform=platform,
-        action=action,
-        attempt=attempt,
-        status="started",
-        started_at=datetime.now(UTC),
-    )
-    session.add(row)
-    await session.flush()
-    return row.id
+    assert history_id is not None  # one of the two branches always yields the row
+    return int(history_id)
 
 
 async def close_history(
@@ -122,8 +136,8 @@ async def close_history(
 ) -> None:
     """Close an attempt's history row: succeeded, failed or retrying."""
     await session.execute(
-        update(PublicationHistory)
-        .where(PublicationHistory.id == history_id)
+        update(_HISTORY)
+        .where(_HISTORY.c.id == history_id)
         .values(status=status, error_message=error_message, completed_at=datetime.now(UTC))
     )
 
