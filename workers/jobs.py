@@ -12,12 +12,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.catalogue import ProductSnapshot
 from domain.errors import DomainError
 from domain.jobs import JobAction, JobErrorCode, JobStatus, retry_delay
 from ops import metrics_store
@@ -25,7 +28,7 @@ from persistence import credentials as credential_store
 from persistence import listings, queue
 from persistence.snapshots import load_product_snapshot
 from persistence.tenancy import tenant_transaction
-from persistence.tenant_models import QueueJob
+from persistence.tenant_models import MarketplaceCredential, PlatformListing, QueueJob
 from workers.context import WorkerApp
 from workers.errors import PermanentPlatformError, RateLimited, TransientPlatformError
 from workers.platforms.base import JobInput, ListingOutcome
@@ -60,12 +63,14 @@ async def run_job(ctx: dict[str, Any], tenant_id: int, job_id: str, run: int) ->
             action=job.action,
             attempt=job.attempts,
         )
+        # Read in the claim's transaction: one transaction (and its round trips) less per job.
+        inputs = await _read_inputs(session, app, job)
     structlog.contextvars.bind_contextvars(action=job.action, attempt=job.attempts)
     log.info("job_started")
     started = time.perf_counter()
     heartbeat = asyncio.create_task(_heartbeat(app, tenant_id, row_id))
     try:
-        outcome = await _execute(app, tenant_id, job)
+        outcome = await _execute(app, tenant_id, job, inputs)
     except RateLimited as limited:
         heartbeat.cancel()
         await metrics_store.record_rate_limit_rejection(app.redis, job.platform)
@@ -117,11 +122,24 @@ async def _heartbeat(app: WorkerApp, tenant_id: int, job_id: uuid.UUID) -> None:
             log.warning("heartbeat_failed", exc_info=True)
 
 
-async def _execute(app: WorkerApp, tenant_id: int, job: QueueJob) -> ListingOutcome:
-    adapter = app.adapters.get(job.platform)
-    if adapter is None:
-        raise PermanentPlatformError("platform_rejected", f"No adapter for platform {job.platform!r}.")
-    async with _tenant(app, tenant_id) as session:
+@dataclass(frozen=True)
+class _Inputs:
+    """What a job reads before its platform step, or the error reading it raised."""
+
+    product: ProductSnapshot | None = None
+    listing_row: PlatformListing | None = None
+    credential: MarketplaceCredential | None = None
+    error: Exception | None = None
+
+
+async def _read_inputs(session: AsyncSession, app: WorkerApp, job: QueueJob) -> _Inputs:
+    """Read the product, its listing and the platform's credentials inside the claim's transaction.
+
+    A database error rolls the claim back with it (the run stays queued and the sweep hands it off
+    again, as for a failed claim); any other error is kept and raised where the job runs, so that it
+    retries and fails like an error of the platform step.
+    """
+    try:
         product = (
             await load_product_snapshot(session, job.product_id, app.image_url)
             if job.product_id is not None
@@ -131,6 +149,20 @@ async def _execute(app: WorkerApp, tenant_id: int, job: QueueJob) -> ListingOutc
             await listings.get_listing(session, job.product_id, job.platform) if job.product_id else None
         )
         credential = await credential_store.get_credential(session, job.platform)
+    except DBAPIError:
+        raise
+    except Exception as error:  # raised again by _execute, inside the job's error handling
+        return _Inputs(error=error)
+    return _Inputs(product, listing_row, credential)
+
+
+async def _execute(app: WorkerApp, tenant_id: int, job: QueueJob, inputs: _Inputs) -> ListingOutcome:
+    if inputs.error is not None:
+        raise inputs.error
+    adapter = app.adapters.get(job.platform)
+    if adapter is None:
+        raise PermanentPlatformError("platform_rejected", f"No adapter for platform {job.platform!r}.")
+    product, listing_row, credential = inputs.product, inputs.listing_row, inputs.credential
     listing = (
         {"external_id": listing_row.external_id, "url": listing_row.url, "data": dict(listing_row.data)}
         if listing_row is not None
