@@ -8,25 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import Select, exists, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import InvalidState, OutOfStock, QuotaExceeded
 from domain.jobs import UNFINISHED, JobAction
 from domain.lifecycle import ProductStatus, change_status
 from gateway.problems import ProblemError
-from persistence import credentials, listings, queue
+from persistence import listings, queue
 from persistence.core_models import SubscriptionQuota, Tenant
 from persistence.products import apply_status_change, lifecycle_state, transaction_now
-from persistence.tenant_models import PlatformListing, Product, QueueJob, VintedAccount
+from persistence.tenant_models import (
+    MarketplaceCredential,
+    PlatformListing,
+    Product,
+    QueueJob,
+    VintedAccount,
+)
 
 
 async def connected_platforms(session: AsyncSession) -> set[str]:
     """Platforms the tenant has connected: eBay/Etsy by credentials, Vinted by at least one account."""
-    connected = await credentials.connected_platforms(session)
-    if await session.scalar(select(VintedAccount.id).limit(1)) is not None:
-        connected.add("vinted")
-    return connected
+    vinted = select(literal("vinted")).where(exists(select(VintedAccount.id)))
+    return set(await session.scalars(union_all(select(MarketplaceCredential.platform), vinted)))
 
 
 async def max_platforms(session: AsyncSession, tenant_id: int) -> int:
@@ -38,28 +42,47 @@ async def max_platforms(session: AsyncSession, tenant_id: int) -> int:
     return int(limit or 0)
 
 
-async def check_platform_quota(session: AsyncSession, tenant_id: int, platforms: set[str]) -> None:
-    """Refuse when these platforms together with the connected ones exceed the tier's `max_platforms`."""
-    total = await connected_platforms(session) | platforms
+async def check_platform_quota(
+    session: AsyncSession, tenant_id: int, platforms: set[str], *, connected: set[str] | None = None
+) -> None:
+    """Refuse when these platforms together with the connected ones exceed the tier's `max_platforms`.
+
+    `connected`: the tenant's connected platforms when the caller has just read them in this transaction.
+    """
+    if connected is None:
+        connected = await connected_platforms(session)
+    total = connected | platforms
     limit = await max_platforms(session, tenant_id)
     if len(total) > limit:
         raise QuotaExceeded(f"Your plan allows {limit} platforms; this would make {len(total)}.")
+
+
+def _unfinished(product_id: int, platform: str, action: str) -> Select[QueueJob]:
+    return select(QueueJob).where(
+        QueueJob.product_id == product_id,
+        QueueJob.platform == platform,
+        QueueJob.action == action,
+        QueueJob.status.in_([str(status) for status in UNFINISHED]),
+    )
 
 
 async def _unfinished_job(
     session: AsyncSession, product_id: int, platform: str, action: str
 ) -> QueueJob | None:
     return await session.scalar(
-        select(QueueJob)
-        .where(
-            QueueJob.product_id == product_id,
-            QueueJob.platform == platform,
-            QueueJob.action == action,
-            QueueJob.status.in_([str(status) for status in UNFINISHED]),
-        )
-        .order_by(QueueJob.created_at.desc())
-        .limit(1)
+        _unfinished(product_id, platform, action).order_by(QueueJob.created_at.desc()).limit(1)
     )
+
+
+async def _already_listed(session: AsyncSession, product_id: int, platform: str) -> bool:
+    """An active listing, or an unfinished publish, on this platform (one statement)."""
+    active = select(PlatformListing.product_id).where(
+        PlatformListing.product_id == product_id,
+        PlatformListing.platform == platform,
+        PlatformListing.status.in_(listings.ACTIVE_LISTING_STATES),
+    )
+    publishing = _unfinished(product_id, platform, JobAction.PUBLISH)
+    return bool(await session.scalar(select(or_(exists(active), exists(publishing)))))
 
 
 async def _resolve_vinted_account(session: AsyncSession, account_id: int | None) -> int:
@@ -108,16 +131,14 @@ async def publish(
         )
     account_id = await _resolve_vinted_account(session, vinted_account_id) if "vinted" in requested else None
     for platform in requested:
-        listing = await listings.get_listing(session, product.id, platform)
-        busy = listing is not None and listing.status in listings.ACTIVE_LISTING_STATES
-        if busy or await _unfinished_job(session, product.id, platform, JobAction.PUBLISH) is not None:
+        if await _already_listed(session, product.id, platform):
             raise ProblemError(
                 409,
                 "already_listed",
                 f"The product is already listed (or being listed) on {platform}.",
                 errors=[{"loc": ["body", "platforms"], "msg": f"already listed on {platform}"}],
             )
-    await check_platform_quota(session, tenant_id, set(requested))
+    await check_platform_quota(session, tenant_id, set(requested), connected=connected)
     if status is ProductStatus.DRAFT:
         now = await transaction_now(session)
         await apply_status_change(
