@@ -109,7 +109,9 @@ _CLAIM = text(
     WITH candidate AS (
         SELECT id FROM plugin_queue
         WHERE id = :id AND runs = :previous AND status IN ('pending', 'queued', 'rate_limited')
-        FOR UPDATE SKIP LOCKED
+        -- Wait for a lock rather than skip: the dispatcher marks the row queued just after ARQ has the
+        -- run, and a worker may already be here; skipping would lose the run.
+        FOR UPDATE
     )
     UPDATE plugin_queue AS job
     SET status = 'running', runs = job.runs + 1, attempts = job.attempts + 1,
