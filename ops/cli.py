@@ -200,6 +200,14 @@ def plugin(
     poll_wait: Annotated[int, typer.Option(min=0, max=30, help="Long-poll wait, seconds.")] = 25,
     rate_limit_backoff: Annotated[float, typer.Option(min=0, help="Pause after a 429, seconds.")] = 900,
     challenge_backoff: Annotated[float, typer.Option(min=0, help="Pause after a challenge, seconds.")] = 1800,
+    vinted_limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Vinted requests per window per account (default: Stoflow's, else 40)."),
+    ] = None,
+    vinted_window: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="That window, seconds (default: Stoflow's, else 7200)."),
+    ] = None,
 ) -> None:
     """Run the reference browser plugin: drain this login's Vinted tasks with the member's sessions."""
     import json
@@ -227,6 +235,8 @@ def plugin(
             sandbox_login=sandbox_session,
             vinted_cookies=cookies,
             poll_wait=poll_wait,
+            vinted_limit=vinted_limit,
+            vinted_window=vinted_window,
         )
         summary = asyncio.run(PluginClient(config).run(max_tasks=max_tasks, until_idle=until_idle))
     except (PluginClientError, OSError, ValueError) as exc:

@@ -11,7 +11,7 @@ from ops.plugin_client.client import (
     PluginClientConfig,
     RunSummary,
 )
-from ops.plugin_client.rules import BackoffPolicy, GapRange, parse_gap
+from ops.plugin_client.rules import BackoffPolicy, GapRange, SendWindow, parse_gap
 
 __all__ = [
     "DEFAULT_STATE_DIR",
@@ -21,5 +21,6 @@ __all__ = [
     "PluginClient",
     "PluginClientConfig",
     "RunSummary",
+    "SendWindow",
     "parse_gap",
 ]

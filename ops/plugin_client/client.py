@@ -5,6 +5,12 @@
     after a 429 or an anti-bot challenge; every task is remembered on disk before its first request,
     so a task handed out again is re-reported, never re-run; a background loop heartbeats the leases.
 
+Vinted counts an account's requests when they arrive, not when Stoflow released them: a plugin that lags
+(slow, or closed for a while) would otherwise send several windows' worth in one burst. So each account
+also keeps a sliding log of its own sends on disk, and a request waits while the last window (the
+account's limit and window as Stoflow's rate-limit endpoint gives them) already holds `limit` sends. A
+task starts only once the window has room for all its requests; its leases are heartbeated meanwhile.
+
 While any account backs off the client claims nothing (claims are tenant-wide) and lets the leases of
 that account's tasks that have not started lapse, so they go back to the queue untouched.
 """
@@ -29,11 +35,14 @@ from ops.plugin_client.memory import AccountBackoff, TaskMemory, state_file_for
 from ops.plugin_client.rules import (
     BackoffPolicy,
     GapRange,
+    SendWindow,
+    choose_send_window,
     flatten_form,
     interrupted_result,
     is_success,
     judge,
     resolve_references,
+    send_window_from,
 )
 from ops.plugin_client.vinted import Exchange, Pacing, Upload, VintedAccountSession
 
@@ -69,6 +78,10 @@ class PluginClientConfig:
     #: tries to deliver one result before leaving it for the next hand-out (or the next start)
     report_attempts: int = 6
     retry_seconds: float = 1.0
+    #: override the Vinted requests per window that Stoflow's rate-limit endpoint gives (tests)
+    vinted_limit: int | None = None
+    #: override the length of that window, seconds (tests)
+    vinted_window: float | None = None
 
 
 @dataclass
@@ -120,6 +133,24 @@ class _Held:
     lease_lost: bool = False
 
 
+class _AccountSends:
+    """The send gate of one Vinted account: no request while its last window holds `limit` sends."""
+
+    def __init__(self, client: PluginClient, account_id: int) -> None:
+        self._client = client
+        self._account_id = account_id
+
+    async def before_send(self) -> float:
+        await self._client.wait_for_room(self._account_id)
+        started = time.time()
+        window = self._client.send_window_of(self._account_id)
+        self._client.memory.note_send(self._account_id, started, window.seconds)
+        return started
+
+    def after_send(self, started: float) -> None:
+        self._client.memory.settle_send(self._account_id, started, time.time())
+
+
 class PluginClient:
     """Drain one Stoflow login's plugin queue; `run` is the whole life of the client."""
 
@@ -137,6 +168,9 @@ class PluginClient:
         self._summary = RunSummary()
         self._api: StoflowApi | None = None
         self._images: httpx.AsyncClient | None = None
+        #: the window each account is paced by; `_confirmed` holds those read from Stoflow
+        self.send_windows: dict[int, SendWindow] = {}
+        self._confirmed: set[int] = set()
 
     # --- the life of the client ------------------------------------------------------------------------
 
@@ -185,6 +219,82 @@ class PluginClient:
         if self._api is not None:
             await self._api.aclose()
         self.memory.close()
+
+    def send_window_of(self, vinted_account_id: int) -> SendWindow:
+        """The window an account's sends are paced by (the options' or the default until Stoflow answers)."""
+        window = self.send_windows.get(vinted_account_id)
+        if window is None:
+            window = choose_send_window(None, self.config.vinted_limit, self.config.vinted_window)
+        return window
+
+    async def _learn_send_window(self, vinted_account_id: int) -> SendWindow:
+        """Read the account's limit and window from Stoflow once (retried on later tasks while it fails)."""
+        config = self.config
+        if vinted_account_id in self._confirmed:
+            return self.send_windows[vinted_account_id]
+        fetched: SendWindow | None = None
+        if config.vinted_limit is None or config.vinted_window is None:
+            fetched = await self._fetch_send_window(vinted_account_id)
+        window = choose_send_window(fetched, config.vinted_limit, config.vinted_window)
+        self.send_windows[vinted_account_id] = window
+        if fetched is not None or (config.vinted_limit is not None and config.vinted_window is not None):
+            self._confirmed.add(vinted_account_id)
+        log.info(
+            "vinted_send_window",
+            vinted_account_id=vinted_account_id,
+            limit=window.limit,
+            window_seconds=window.seconds,
+            source="stoflow" if fetched is not None else "options or default",
+        )
+        return window
+
+    async def _fetch_send_window(self, vinted_account_id: int) -> SendWindow | None:
+        assert self._api is not None
+        path = f"/api/integrations/vinted/accounts/{vinted_account_id}/rate-limit"
+        try:
+            response = await self._api.call("GET", path)
+        except httpx.HTTPError as exc:
+            log.warning("plugin_rate_limit_unread", error=type(exc).__name__)
+            return None
+        if response.status_code != 200:
+            log.warning(
+                "plugin_rate_limit_unread", http_status=response.status_code, code=problem_code(response)
+            )
+            return None
+        try:
+            window = send_window_from(response.json())
+        except ValueError:
+            window = None
+        if window is None:
+            log.warning("plugin_rate_limit_unread", error="malformed")
+        return window
+
+    async def wait_for_room(
+        self, vinted_account_id: int, needed: int = 1, task_id: str | None = None
+    ) -> None:
+        """Sleep until `needed` more sends fit in the account's window (or task `task_id` lost its lease)."""
+        told = False
+        while True:
+            if task_id is not None:
+                held = self._held.get(task_id)
+                if held is None or held.lease_lost:
+                    return
+            window = self.send_window_of(vinted_account_id)
+            sends = self.memory.sends.get(vinted_account_id, [])
+            wait = window.seconds_until_room(sends, time.time(), needed)
+            if wait <= 0:
+                return
+            if not told:
+                told = True
+                log.info(
+                    "vinted_window_full",
+                    vinted_account_id=vinted_account_id,
+                    limit=window.limit,
+                    window_seconds=window.seconds,
+                    seconds_left=round(wait, 2),
+                )
+            # Whole waits for a held task, so a lease lost meanwhile is noticed within a heartbeat.
+            await asyncio.sleep(min(wait, self.config.heartbeat_seconds) if task_id is not None else wait)
 
     def backoff_of(self, vinted_account_id: int) -> AccountBackoff | None:
         """The account's backoff while it lasts."""
@@ -320,6 +430,14 @@ class PluginClient:
             if held is None:
                 continue
             try:
+                if not held.lease_lost and self.backoff_of(account_id) is None:
+                    # Start only once the window has room for the whole task (and the session's home
+                    # page, if it is still to open), so its requests are not split across windows.
+                    await self._learn_send_window(account_id)
+                    session = self._sessions.get(account_id)
+                    needed = len(task.requests) + (0 if session is not None and session.ready else 1)
+                    await self.wait_for_room(account_id, needed, task_id=task.id)
+                task = held.task  # claimed again while it waited: the newest lease
                 if held.lease_lost or self.backoff_of(account_id) is not None:
                     self._summary.released += 1
                     reason = "lease_lost" if held.lease_lost else "account_backing_off"
@@ -350,6 +468,7 @@ class PluginClient:
                 sandbox_login=self.config.sandbox_login,
                 cookies=cookies,
                 rng=self._rng,
+                gate=_AccountSends(self, task.vinted_account_id),
             )
             self._sessions[task.vinted_account_id] = session
         return session

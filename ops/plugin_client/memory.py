@@ -1,4 +1,4 @@
-"""The plugin's memory on disk: which tasks it ran, what Vinted answered, and each account's backoff.
+"""The plugin's memory on disk: which tasks it ran, what Vinted answered, each account's backoff and sends.
 
 One JSON file per Stoflow login, `<state_dir>/<sha256(email)[:16]>.json`, replaced atomically (temporary
 file, fsync, rename) on every change. A task is written BEFORE its first request leaves and again after
@@ -9,7 +9,12 @@ A sibling `.lock` file (flock) keeps a second client off the same memory.
      "tasks": {"<task id>": {"job_id", "operation", "vinted_account_id", "lease_id", "request_count",
                              "started_at", "responses": [{"http_status", "body"}], "result": null | {...},
                              "reported_at": null | "<RFC 3339>"}},
-     "accounts": {"<vinted account id>": {"backoff_until": <epoch seconds>, "streak": n}}}
+     "accounts": {"<vinted account id>": {"backoff_until": <epoch seconds>, "streak": n}},
+     "sends": {"<vinted account id>": [<epoch seconds>, ...]}}
+
+`sends` is each account's sliding log of requests sent to Vinted within the last window: a send is noted
+when it starts (before it leaves, so a crash mid-request still counts it) and moved to when its answer
+arrived (the latest moment Vinted can have counted it).
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class TaskMemory:
         self.path = path
         self.tasks: dict[str, TaskRecord] = {}
         self.accounts: dict[int, AccountBackoff] = {}
+        self.sends: dict[int, list[float]] = {}
         self._lock: IO[bytes] | None = None
 
     def open(self) -> None:
@@ -114,6 +120,10 @@ class TaskMemory:
             self.accounts = {
                 int(account): AccountBackoff(**entry) for account, entry in raw.get("accounts", {}).items()
             }
+            self.sends = {
+                int(account): [float(moment) for moment in moments]
+                for account, moments in raw.get("sends", {}).items()
+            }
         except (TypeError, ValueError) as exc:
             raise CorruptState(f"{self.path} has an unexpected entry: {exc}") from exc
         self._forget_old()
@@ -132,6 +142,7 @@ class TaskMemory:
             "version": VERSION,
             "tasks": {task_id: asdict(record) for task_id, record in self.tasks.items()},
             "accounts": {str(account): asdict(entry) for account, entry in self.accounts.items()},
+            "sends": {str(account): moments for account, moments in self.sends.items() if moments},
         }
         handle, temporary = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
         try:
@@ -207,3 +218,20 @@ class TaskMemory:
         """A successful request ends the streak of penalties."""
         if self.accounts.pop(account_id, None) is not None:
             self.save()
+
+    # --- sends ------------------------------------------------------------------------------------------
+
+    def note_send(self, account_id: int, at: float, window_seconds: float) -> None:
+        """Remember a request to Vinted as it starts; sends older than the window are dropped."""
+        kept = [moment for moment in self.sends.get(account_id, []) if moment > at - window_seconds]
+        self.sends[account_id] = [*kept, at]
+        self.save()
+
+    def settle_send(self, account_id: int, started: float, ended: float) -> None:
+        """Move a send noted at `started` to when its answer arrived."""
+        moments = self.sends.get(account_id, [])
+        for index in range(len(moments) - 1, -1, -1):
+            if moments[index] == started:
+                moments[index] = max(ended, started)
+                self.save()
+                return

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -145,6 +145,61 @@ def seconds_until_send(last_request_end: float | None, gap: float, now: float) -
     if last_request_end is None:
         return 0.0
     return max(last_request_end + gap - now, 0.0)
+
+
+# --- Vinted's own request window -----------------------------------------------------------------------
+
+#: What Stoflow allows per Vinted account when its rate-limit endpoint cannot be read (DESIGN.md point 6).
+DEFAULT_SEND_LIMIT = 40
+DEFAULT_SEND_WINDOW_SECONDS = 7200.0
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """At most `limit` requests to one Vinted account within any `seconds`, counted as the plugin sends.
+
+    Stoflow takes the account's slots when it releases a task; a plugin that sends late could still burst
+    past the limit in Vinted's own log, so the plugin keeps its own sliding log of sends and paces by it.
+    """
+
+    limit: int = DEFAULT_SEND_LIMIT
+    seconds: float = DEFAULT_SEND_WINDOW_SECONDS
+
+    def recent(self, sends: Iterable[float], now: float) -> list[float]:
+        """The sends still inside the window that ends at `now` (a send leaves it `seconds` later), sorted."""
+        return sorted(moment for moment in sends if moment > now - self.seconds)
+
+    def seconds_until_room(self, sends: Iterable[float], now: float, needed: int = 1) -> float:
+        """How long to wait until `needed` more sends fit (at least one, at most `limit`); 0 when they do."""
+        recent = self.recent(sends, now)
+        excess = len(recent) + min(max(needed, 1), self.limit) - self.limit
+        if excess <= 0:
+            return 0.0
+        return max(recent[excess - 1] + self.seconds - now, 0.0)
+
+
+def send_window_from(body: Any) -> SendWindow | None:
+    """Read `{"limit", "window_seconds"}` from Stoflow's rate-limit endpoint; None when it is not that."""
+    if not isinstance(body, Mapping):
+        return None
+    limit, seconds = body.get("limit"), body.get("window_seconds")
+    if isinstance(limit, bool) or isinstance(seconds, bool):
+        return None
+    if not isinstance(limit, int) or not isinstance(seconds, int | float):
+        return None
+    if limit < 1 or not seconds > 0:
+        return None
+    return SendWindow(limit, float(seconds))
+
+
+def choose_send_window(
+    fetched: SendWindow | None, limit: int | None = None, seconds: float | None = None
+) -> SendWindow:
+    """The window to pace by: the options given win, then Stoflow's answer, then 40 per 2 hours."""
+    base = fetched or SendWindow()
+    return SendWindow(
+        limit if limit is not None else base.limit, seconds if seconds is not None else base.seconds
+    )
 
 
 # --- backoff --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import structlog
@@ -51,6 +51,16 @@ class Exchange:
         return {"http_status": self.http_status, "body": self.body}
 
 
+class SendGate(Protocol):
+    """Who decides when a request may leave for Vinted and counts it (the account's sliding window)."""
+
+    async def before_send(self) -> float:
+        """Wait until the request may leave, note it, and return the moment it was noted."""
+
+    def after_send(self, started: float) -> None:
+        """The answer to the request noted at `started` arrived (or the request failed)."""
+
+
 @dataclass(frozen=True)
 class Pacing:
     write_gap: GapRange
@@ -81,6 +91,7 @@ class VintedAccountSession:
         sandbox_login: bool,
         cookies: Mapping[str, str] | None = None,
         rng: random.Random | None = None,
+        gate: SendGate | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._vinted_user_id = vinted_user_id
@@ -88,6 +99,7 @@ class VintedAccountSession:
         self._sandbox_login = sandbox_login
         self._initial_cookies = dict(cookies or {})
         self._rng = rng or random.SystemRandom()
+        self._gate = gate
         self._http = httpx.AsyncClient(
             base_url=self._base_url,
             timeout=timeout,
@@ -109,12 +121,15 @@ class VintedAccountSession:
 
     async def _exchange(self, method: str, path: str, **kwargs: Any) -> Exchange:
         await self._pace(method)
+        started = await self._gate.before_send() if self._gate is not None else None
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             return Exchange(NETWORK_FAILURE, {"error": f"{type(exc).__name__}: {exc}"[:500]})
         finally:
             self._last_request_end = time.monotonic()
+            if self._gate is not None and started is not None:
+                self._gate.after_send(started)
         body = response_body(response.content, response.headers.get("content-type", ""))
         return Exchange(
             response.status_code,

@@ -26,7 +26,7 @@ import uvicorn
 from PIL import Image
 from sqlalchemy import text
 
-from ops.plugin_client import BackoffPolicy, GapRange, PluginClient, PluginClientConfig
+from ops.plugin_client import BackoffPolicy, GapRange, PluginClient, PluginClientConfig, SendWindow
 from ops.plugin_client.api import StoflowApi
 from ops.plugin_client.memory import TaskMemory, state_file_for
 from ops.sandbox.app import create_sandbox_app
@@ -265,6 +265,8 @@ def client_for(
     *,
     backoff: BackoffPolicy | None = None,
     write_gap: GapRange = NO_GAP,
+    vinted_limit: int | None = None,
+    vinted_window: float | None = None,
 ) -> PluginClient:
     return PluginClient(
         PluginClientConfig(
@@ -280,6 +282,8 @@ def client_for(
             poll_wait=1,
             heartbeat_seconds=0.2,
             retry_seconds=0.05,
+            vinted_limit=vinted_limit,
+            vinted_window=vinted_window,
         )
     )
 
@@ -326,6 +330,10 @@ async def test_a_publish_task_uploads_the_photo_creates_the_item_and_reports_suc
     ]
     assert all(r["account"] == str(tenant.member) for r in sent)
     assert sent[2]["at"] - sent[1]["at"] >= 0.2
+    # Paced by the account's limit and window as the gateway gives them, its sends logged on disk.
+    assert client.send_windows[tenant.account_id] == SendWindow(
+        migrated.vinted_rate_limit, float(migrated.vinted_rate_window_seconds)
+    )
     memory = TaskMemory(state_file_for(tmp_path, tenant.email))
     memory.open()
     record = memory.get(task_id)
@@ -525,6 +533,53 @@ async def test_the_task_is_on_disk_before_its_first_request_and_a_kill_mid_task_
     assert [r["http_status"] for r in result["responses"]] == [0]
 
 
+def _busiest_window(times: list[float], length: float) -> int:
+    """The most moments any half-open window `[t, t + length)` holds."""
+    ordered = sorted(times)
+    return max(
+        (sum(1 for other in ordered if moment <= other < moment + length) for moment in ordered), default=0
+    )
+
+
+async def test_the_client_never_sends_more_than_the_limit_in_a_window_even_across_a_restart(
+    tenant: Tenant,
+    db: Database,
+    migrated: Settings,
+    sandbox: httpx.AsyncClient,
+    gateway_url: str,
+    sandbox_url: str,
+    tmp_path: Path,
+) -> None:
+    limit, window = 3, 2.0
+    wardrobe = [{"method": "GET", "path": f"/api/v2/wardrobe/{tenant.member}/items"}]
+    for _ in range(4):
+        await queue_task(db, migrated, tenant, wardrobe)
+    client = client_for(tenant, gateway_url, sandbox_url, tmp_path, vinted_limit=limit, vinted_window=window)
+
+    summary = await client.run(until_idle=True)
+
+    assert (summary.ran, summary.reported, summary.deferred) == (4, 4, 0)
+    sent = await vinted_requests(sandbox, account=str(tenant.member))
+    # The home page that opens the session is a request to Vinted too: 1 + 4, in three windows.
+    assert [r["path"] for r in sent].count(wardrobe[0]["path"]) == 4 and len(sent) == 5, sent
+    moments = [float(r["at"]) for r in sent]
+    assert _busiest_window(moments, window) <= limit, [round(m - moments[0], 3) for m in moments]
+    assert max(moments) - min(moments) >= window
+
+    # A new client (a restarted browser) reads the sends from disk: its own first sends wait too.
+    await queue_task(db, migrated, tenant, wardrobe)
+    again = client_for(tenant, gateway_url, sandbox_url, tmp_path, vinted_limit=limit, vinted_window=window)
+    assert (await again.run(until_idle=True)).ran == 1
+    sent = await vinted_requests(sandbox, account=str(tenant.member))
+    assert len(sent) == 7, sent
+    moments = [float(r["at"]) for r in sent]
+    assert _busiest_window(moments, window) <= limit, [round(m - moments[0], 3) for m in moments]
+    memory = TaskMemory(state_file_for(tmp_path, tenant.email))
+    memory.open()
+    assert 0 < len(memory.sends[tenant.account_id]) <= limit
+    memory.close()
+
+
 async def test_a_refused_access_token_is_refreshed(gateway_url: str, tenant: Tenant) -> None:
     api = StoflowApi(gateway_url, tenant.email, PASSWORD)
     try:
@@ -574,6 +629,10 @@ async def test_stoflow_plugin_command_drains_the_queue(
         str(tmp_path),
         "--poll-wait",
         "1",
+        "--vinted-limit",
+        "5",
+        "--vinted-window",
+        "3",
         "--until-idle",
         env=env,
         stdout=asyncio.subprocess.PIPE,

@@ -16,6 +16,8 @@ from ops.plugin_client.rules import (
     BackoffPolicy,
     GapRange,
     Penalty,
+    SendWindow,
+    choose_send_window,
     flatten_form,
     interrupted_result,
     is_challenge,
@@ -26,6 +28,7 @@ from ops.plugin_client.rules import (
     response_body,
     retry_after_seconds,
     seconds_until_send,
+    send_window_from,
 )
 
 PHOTO = {"http_status": 200, "body": {"id": 8000000001, "url": "https://images1.vinted.net/x.jpeg"}}
@@ -126,6 +129,60 @@ def test_the_wait_before_a_request_counts_from_the_end_of_the_previous_one() -> 
     assert seconds_until_send(100.0, 8.0, now=103.0) == 5.0
     assert seconds_until_send(100.0, 8.0, now=120.0) == 0
     assert seconds_until_send(100.0, 0.0, now=100.0) == 0
+
+
+# --- Vinted's own window -------------------------------------------------------------------------------
+
+
+def test_a_window_with_room_lets_a_send_go_at_once() -> None:
+    window = SendWindow(limit=3, seconds=10)
+    assert window.seconds_until_room([], now=100) == 0
+    assert window.seconds_until_room([95, 99], now=100) == 0
+    # Sends that left the window (exactly `seconds` ago or earlier) no longer count.
+    assert window.seconds_until_room([80, 90, 95, 99], now=100) == 0
+
+
+def test_a_full_window_waits_until_its_oldest_send_leaves() -> None:
+    window = SendWindow(limit=3, seconds=10)
+    assert window.seconds_until_room([99, 93, 96], now=100) == pytest.approx(3)
+    assert window.seconds_until_room([93, 96, 99], now=103) == 0
+    # The order of the log does not matter, and neither do sends that already left.
+    assert window.seconds_until_room([50, 99, 96, 93.5], now=100) == pytest.approx(3.5)
+
+
+def test_room_for_several_sends_waits_for_as_many_to_leave_and_never_asks_more_than_the_limit() -> None:
+    window = SendWindow(limit=3, seconds=10)
+    assert window.seconds_until_room([95], now=100, needed=2) == 0
+    assert window.seconds_until_room([92, 95], now=100, needed=2) == pytest.approx(2)
+    assert window.seconds_until_room([92, 95, 99], now=100, needed=2) == pytest.approx(5)
+    assert window.seconds_until_room([92, 95, 99], now=100, needed=50) == pytest.approx(9)
+    assert window.seconds_until_room([92, 95, 99], now=100, needed=0) == pytest.approx(2)
+
+
+def test_pacing_a_backlog_by_the_window_never_puts_more_than_the_limit_in_any_window() -> None:
+    window = SendWindow(limit=4, seconds=6)
+    sends: list[float] = []
+    now = 0.0
+    for _ in range(30):  # a burst of tasks released over several windows, all sent as soon as allowed
+        now += window.seconds_until_room(sends, now)
+        sends.append(now)
+        now += 0.01
+    for moment in sends:
+        assert sum(1 for other in sends if moment <= other < moment + window.seconds) <= window.limit
+    assert sends[window.limit] >= sends[0] + window.seconds
+
+
+def test_the_window_comes_from_stoflow_unless_options_say_otherwise() -> None:
+    answer = {"limit": 40, "window_seconds": 6, "used": 3, "remaining": 37, "resets_at": None}
+    assert send_window_from(answer) == SendWindow(40, 6.0)
+    for malformed in (None, [], {}, {"limit": "40", "window_seconds": 6}, {"limit": 0, "window_seconds": 6}):
+        assert send_window_from(malformed) is None
+    assert send_window_from({"limit": 40, "window_seconds": 0}) is None
+    assert send_window_from({"limit": True, "window_seconds": 6}) is None
+    assert choose_send_window(None) == SendWindow(40, 7200.0)
+    assert choose_send_window(SendWindow(40, 6.0)) == SendWindow(40, 6.0)
+    assert choose_send_window(SendWindow(40, 6.0), limit=3) == SendWindow(3, 6.0)
+    assert choose_send_window(None, limit=3, seconds=2) == SendWindow(3, 2.0)
 
 
 # --- backoff --------------------------------------------------------------------------------------------
@@ -294,6 +351,23 @@ def test_backoffs_survive_a_restart_and_a_success_clears_them(tmp_path: Path) ->
     assert again.accounts[3].streak == 1
     again.clear_streak(3)
     assert again.accounts == {}
+    again.close()
+
+
+def test_sends_survive_a_restart_and_leave_the_log_with_the_window(tmp_path: Path) -> None:
+    path = state_file_for(tmp_path, "a@example.com")
+    memory = TaskMemory(path)
+    memory.open()
+    memory.note_send(7, 100.0, window_seconds=10)
+    memory.settle_send(7, 100.0, 100.4)  # the answer came back: counted from then on
+    memory.note_send(7, 105.0, window_seconds=10)  # in flight when the client stopped
+    memory.close()
+
+    again = TaskMemory(path)
+    again.open()
+    assert again.sends == {7: [100.4, 105.0]}
+    again.note_send(7, 111.0, window_seconds=10)  # 100.4 has left the window
+    assert again.sends[7] == [105.0, 111.0]
     again.close()
 
 
