@@ -314,3 +314,32 @@ async def resume_after_plugin(session: AsyncSession, tenant_id: int, job_id: uui
         {"channel": NOTIFY_CHANNEL, "message": f"{tenant_id}:{job_id}:{platform}:{int(runs) + 1}"},
     )
     return True
+
+
+async def await_plugin(session: AsyncSession, tenant_id: int, job_id: uuid.UUID, owner: str) -> bool:
+    """Park a running job until the plugin reports its task; False when this worker no longer owns it.
+
+    The plugin may report between the task's release and this transition. Both sides lock the task row
+    first (the gateway's result handler does too), so exactly one of them sees the other's work: if the
+    result is already in, the job goes straight back to its pool instead of waiting forever.
+    """
+    task_id = await session.scalar(
+        text(
+            "SELECT progress->>'task_id' FROM plugin_queue "
+            "WHERE id = :id AND lease_owner = :owner AND status = 'running' FOR UPDATE"
+        ),
+        {"id": job_id, "owner": owner},
+    )
+    reported = False
+    if task_id:
+        reported = bool(
+            await session.scalar(
+                text("SELECT finished_at IS NOT NULL FROM plugin_tasks WHERE id = :task FOR UPDATE"),
+                {"task": task_id},
+            )
+        )
+    if not await finish_job(session, job_id, owner, JobStatus.WAITING_PLUGIN):
+        return False
+    if reported:
+        await resume_after_plugin(session, tenant_id, job_id)
+    return True

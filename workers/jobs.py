@@ -212,8 +212,8 @@ async def _succeed(
 ) -> None:
     async with _tenant(app, tenant_id) as session:
         if outcome.waiting_plugin:
-            if not await queue.finish_job(session, job.id, app.owner, JobStatus.WAITING_PLUGIN):
-                log.warning("finish_refused", reason="lease lost")
+            # Usually already parked by the adapter in the transaction that released the task.
+            await queue.await_plugin(session, tenant_id, job.id, app.owner)
             return
         result = {"external_id": outcome.external_id, "url": outcome.url}
         if not await queue.finish_job(session, job.id, app.owner, JobStatus.SUCCEEDED, result=result):

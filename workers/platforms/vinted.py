@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from domain.jobs import JobStatus
 from domain.mapping.vinted import map_to_vinted_item
 from ops.rate_limit_usage import vinted_account_key
 from persistence import plugin_tasks, queue
@@ -128,6 +129,8 @@ class VintedAdapter:
             )
             if not await queue.save_progress(session, job.job_id, app.owner, {"task_id": str(task.id)}):
                 raise TransientPlatformError("The lease was lost before the task was written.")
+            # Parked in the same transaction: the plugin cannot report before the job waits for it.
+            await queue.finish_job(session, job.job_id, app.owner, JobStatus.WAITING_PLUGIN)
         log.info("plugin_task_released", task_id=str(task.id), operation=operation, slots=len(requests))
         return ListingOutcome(external_id=None, url=None, waiting_plugin=True)
 
