@@ -7,6 +7,8 @@ import hmac
 import time
 from urllib.parse import quote
 
+from ops.settings import Settings
+
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 
 
@@ -36,3 +38,13 @@ def verify_media_signature(
     if expires < (time.time() if now is None else now):
         return False
     return hmac.compare_digest(_signature(secret, key, expires), signature)
+
+
+def media_signing_secret(settings: Settings) -> bytes:
+    """The key that signs /media URLs (the gateway serves them; workers hand them to marketplaces)."""
+    return settings.stoflow_secret_key.get_secret_value().encode()
+
+
+def image_url(settings: Settings, storage_key: str) -> str:
+    """A signed, expiring public URL of a stored image, for this deployment."""
+    return signed_media_url(settings.public_base_url, media_signing_secret(settings), storage_key)

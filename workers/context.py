@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 
 from domain.catalogue import PlatformMappings
-from ops.media_urls import signed_media_url
+from ops.media_urls import image_url
 from ops.secrets_box import SecretsBox
 from ops.settings import Settings
 from persistence.attribute_models import PlatformMapping
@@ -38,11 +38,7 @@ class WorkerApp:
     heartbeat_seconds: float = HEARTBEAT_SECONDS
 
     def image_url(self, storage_key: str) -> str:
-        return signed_media_url(
-            self.settings.public_base_url,
-            self.settings.stoflow_secret_key.get_secret_value().encode(),
-            storage_key,
-        )
+        return image_url(self.settings, storage_key)
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -41,7 +41,7 @@ from ops.media_storage import (
     check_key,
     product_image_key,
 )
-from ops.media_urls import signed_media_url, verify_media_signature
+from ops.media_urls import image_url, media_signing_secret, verify_media_signature
 from ops.settings import Settings
 from persistence.tenant_models import Product, ProductImage
 
@@ -69,16 +69,6 @@ class ProductImageOut(BaseModel):
     width: int
     height: int
     created_at: datetime
-
-
-def media_signing_secret(settings: Settings) -> bytes:
-    """The key that signs /media URLs (workers that hand image URLs to marketplaces use it too)."""
-    return settings.stoflow_secret_key.get_secret_value().encode()
-
-
-def image_url(settings: Settings, storage_key: str) -> str:
-    """Return a signed, expiring public URL for a stored image."""
-    return signed_media_url(settings.public_base_url, media_signing_secret(settings), storage_key)
 
 
 def image_out(settings: Settings, image: ProductImage) -> ProductImageOut:

@@ -36,7 +36,7 @@ from gateway.schemas.products import (
     StatusChangeRequest,
 )
 from gateway.services import GatewayServices
-from ops.media_urls import signed_media_url
+from ops.media_urls import image_url
 from persistence import products as repository
 from persistence.attributes import unknown_attribute_fields
 from persistence.products import Platform, ProductFilters
@@ -111,10 +111,8 @@ async def _check_attribute_codes(session: AsyncSession, values: dict[str, Any]) 
 
 
 async def _detail(session: AsyncSession, services: GatewayServices, product: Product) -> ProductDetail:
-    settings = services.settings
-    secret = settings.stoflow_secret_key.get_secret_value().encode()
     images = [
-        ImageOut.from_row(image, signed_media_url(settings.public_base_url, secret, image.storage_key))
+        ImageOut.from_row(image, image_url(services.settings, image.storage_key))
         for image in await repository.images_of(session, product.id)
     ]
     listings = [ListingOut.model_validate(row) for row in await repository.listings_of(session, product.id)]
