@@ -204,6 +204,9 @@ async def _execute(app: WorkerApp, tenant_id: int, job: QueueJob, inputs: _Input
         return await adapter.update(job_input)
     if job.action == JobAction.DELIST:
         return await adapter.delist(job_input)
+    if job.action == JobAction.GENERATE_DESCRIPTION and hasattr(adapter, "generate_description"):
+        outcome: ListingOutcome = await adapter.generate_description(job_input)
+        return outcome
     raise PermanentPlatformError("platform_rejected", f"{job.platform} cannot {job.action}.")
 
 
@@ -215,7 +218,11 @@ async def _succeed(
             # Usually already parked by the adapter in the transaction that released the task.
             await queue.await_plugin(session, tenant_id, job.id, app.owner)
             return
-        result = {"external_id": outcome.external_id, "url": outcome.url}
+        result = (
+            outcome.result
+            if outcome.result is not None
+            else {"external_id": outcome.external_id, "url": outcome.url}
+        )
         if not await queue.finish_job(session, job.id, app.owner, JobStatus.SUCCEEDED, result=result):
             # Another run owns the row now; it will redo the (idempotent) step and record it.
             log.warning("finish_refused", reason="lease lost")

@@ -38,6 +38,8 @@ class ListingOutcome:
     data: dict[str, Any] = field(default_factory=dict)
     #: Vinted: the step was handed to the plugin; the job waits for its result.
     waiting_plugin: bool = False
+    #: What the job reports as its `result` (e.g. generated text); None: the listing's ids.
+    result: dict[str, Any] | None = None
 
 
 class PlatformAdapter(Protocol):
@@ -46,3 +48,9 @@ class PlatformAdapter(Protocol):
     async def update(self, job: JobInput) -> ListingOutcome: ...
 
     async def delist(self, job: JobInput) -> ListingOutcome: ...
+
+
+class DescriptionGenerator(Protocol):
+    """The `ai` pool's adapter: `generate_description` jobs."""
+
+    async def generate_description(self, job: JobInput) -> ListingOutcome: ...
