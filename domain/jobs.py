@@ -71,3 +71,11 @@ def retry_delay(
 def job_id_for_arq(job_id: str, run: int) -> str:
     """The ARQ job id of one run of a row: the same run handed off twice is one ARQ job."""
     return f"{job_id}:{run}"
+
+
+#: What a retried job keeps of its progress: only what finds the listing an earlier attempt may have
+#: created at the marketplace (so a retry never creates a second one); everything else starts afresh.
+PROGRESS_KEPT_ON_RETRY: dict[str, frozenset[str]] = {
+    Platform.EBAY: frozenset({"inventory_item", "offer_id"}),
+    Platform.ETSY: frozenset({"listing_id"}),
+}
