@@ -6,6 +6,7 @@ its queue rows commit together, and the dispatcher hears about them only on comm
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import Select, exists, literal, or_, select, union_all
@@ -17,7 +18,7 @@ from domain.lifecycle import ProductStatus, change_status
 from gateway.problems import ProblemError
 from persistence import listings, queue
 from persistence.core_models import SubscriptionQuota, Tenant
-from persistence.products import apply_status_change, lifecycle_state, transaction_now
+from persistence.products import apply_status_change, get_live_product, lifecycle_state, transaction_now
 from persistence.tenant_models import (
     MarketplaceCredential,
     PlatformListing,
@@ -106,15 +107,14 @@ async def _resolve_vinted_account(session: AsyncSession, account_id: int | None)
     return accounts[0]
 
 
-async def publish(
+async def _check_publish_rules(
     session: AsyncSession,
     tenant_id: int,
     product: Product,
-    platforms: Sequence[str],
+    requested: list[str],
     vinted_account_id: int | None,
-) -> list[QueueJob]:
-    """Accept a publish command (product row already locked); return one pending job per platform."""
-    requested = list(dict.fromkeys(platforms))
+) -> int | None:
+    """Check a publish of `product` to `requested` in the contract's order; return the Vinted account."""
     status = ProductStatus(product.status)
     if status in (ProductStatus.SOLD, ProductStatus.ARCHIVED):
         raise InvalidState(f"A {status.value} product cannot be published.")
@@ -139,7 +139,20 @@ async def publish(
                 errors=[{"loc": ["body", "platforms"], "msg": f"already listed on {platform}"}],
             )
     await check_platform_quota(session, tenant_id, set(requested), connected=connected)
-    if status is ProductStatus.DRAFT:
+    return account_id
+
+
+async def publish(
+    session: AsyncSession,
+    tenant_id: int,
+    product: Product,
+    platforms: Sequence[str],
+    vinted_account_id: int | None,
+) -> list[QueueJob]:
+    """Accept a publish command (product row already locked); return one pending job per platform."""
+    requested = list(dict.fromkeys(platforms))
+    account_id = await _check_publish_rules(session, tenant_id, product, requested, vinted_account_id)
+    if ProductStatus(product.status) is ProductStatus.DRAFT:
         now = await transaction_now(session)
         await apply_status_change(
             session, product, change_status(lifecycle_state(product), ProductStatus.PUBLISHED, now=now)
@@ -160,6 +173,24 @@ async def publish(
             )
         )
     return jobs
+
+
+async def retry(session: AsyncSession, tenant_id: int, job_id: uuid.UUID) -> QueueJob:
+    """Retry a failed job; a publish passes the same rules as a new publish command first."""
+    job = await queue.lock_for_retry(session, job_id)
+    if job.action == JobAction.PUBLISH:
+        product = await get_live_product(session, job.product_id, for_update=True) if job.product_id else None
+        if product is None:
+            raise InvalidState("The product of this job was deleted.")
+        account = job.payload.get("vinted_account_id")
+        if job.platform == "vinted" and (
+            not isinstance(account, int) or await session.get(VintedAccount, account) is None
+        ):
+            account = None  # that account was disconnected: the tenant's other account, if only one
+        await _check_publish_rules(
+            session, tenant_id, product, [job.platform], account if isinstance(account, int) else None
+        )
+    return await queue.retry(session, tenant_id, job_id)
 
 
 async def _live_listing(session: AsyncSession, product_id: int, platform: str) -> PlatformListing:
@@ -216,6 +247,8 @@ async def delist_everywhere(
     for listing in await listings.listings_of(session, product.id):
         if listing.status == "live" and listing.platform != except_platform:
             jobs.append(await delist(session, tenant_id, product, listing.platform))
+    # Publishes still in flight: cancelled when nothing reached the marketplace, else delisted on landing.
+    await queue.product_gone(session, tenant_id, product.id)
     return jobs
 
 

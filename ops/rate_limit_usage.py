@@ -32,13 +32,43 @@ return {used, now, tonumber(oldest[2])}
 """
 
 
-def vinted_account_key(tenant_id: int, account_id: int) -> str:
-    """Name the Redis key of one Vinted account's rate-limit log.
+def vinted_member_key(vinted_user_id: str) -> str:
+    """Name the Redis key of one Vinted member's rate-limit log.
 
-    The `{...}` hash tag holds the whole account identity, so every key of one account hashes to the same
-    Redis Cluster slot (a Lua script may only touch keys of one slot) and two accounts never collide.
+    The budget belongs to the member, whichever tenant or account row names it: disconnecting and
+    reconnecting, or two tenants naming the same member, share this one key.
     """
-    return f"stoflow:ratelimit:{{vinted:t{int(tenant_id)}:a{int(account_id)}}}"
+    return f"stoflow:ratelimit:{{vinted:m{vinted_user_id}}}"
+
+
+# KEYS[1] a member's log; ARGV: window in microseconds, then (score, member) pairs. When the key is missing
+# (Redis flushed, restarted without persistence, or never used), it is rebuilt from those entries: the
+# requests PostgreSQL knows were released in the last window. An existing key is left alone.
+SEED_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local added = 0
+for i = 2, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[i]), ARGV[i + 1])
+  added = added + 1
+end
+if added > 0 then redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) / 1000)) end
+return added
+"""
+
+
+async def seed_if_missing(
+    redis: Redis, key: str, releases: list[tuple[str, datetime, int]], *, window_seconds: int
+) -> int:
+    """Rebuild a lost log from (task id, released at, slots) rows; return the slots added (0: key present)."""
+    if not releases or await redis.exists(key):
+        return 0
+    args: list[str | int] = [window_seconds * MICROSECONDS]
+    for task_id, released_at, slots in releases:
+        score = int((released_at - _EPOCH) / timedelta(microseconds=1))
+        for index in range(slots):
+            args += [score, f"pg:{task_id}#{index}"]
+    added = await redis.register_script(SEED_SCRIPT)(keys=[key], args=args)
+    return int(added)
 
 
 def from_redis_micros(microseconds: int) -> datetime:

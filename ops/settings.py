@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     stoflow_secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     vinted_rate_limit: int = Field(40, ge=1)
     vinted_rate_window_seconds: int = Field(7200, ge=1)
+    #: Seconds a Vinted task may wait for a plugin to claim or report it before its job fails.
+    plugin_task_max_age: int = Field(86400, ge=1)
     #: Requests per second per marketplace application, shared by every worker process (None: no limit).
     etsy_requests_per_second: int | None = Field(10, ge=1)
     ebay_requests_per_second: int | None = Field(None, ge=1)

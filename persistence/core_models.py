@@ -122,10 +122,38 @@ class TenantWork(CoreBase):
     """Tenants that have queue rows to look at: lets the dispatcher's sweep skip idle schemas."""
 
     __tablename__ = "tenant_work"
-    __table_args__ = {"schema": "public"}
+    __table_args__ = (Index("ix_tenant_work_due", "due_at"), {"schema": "public"})
 
     tenant_id: Mapped[int] = mapped_column(
         ForeignKey("public.tenants.id", ondelete="CASCADE"), primary_key=True
     )
     since: Mapped[datetime] = created_at_column()
     version: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    #: When the sweep must next look at this tenant (a retry due, a lease or a plugin wait expiring).
+    due_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class VintedRequestLog(CoreBase):
+    """Every plugin task's requests, per Vinted member: the budget's durable record across tenants.
+
+    Redis holds the fast sliding window; this table is what survives Redis and what gates the hand-out
+    to plugins (at most the limit's requests of one member handed out in any window).
+    """
+
+    __tablename__ = "vinted_request_log"
+    __table_args__ = (
+        Index("ix_vinted_request_log_released", "member", "released_at"),
+        Index("ix_vinted_request_log_handed", "member", "handed_at"),
+        {"schema": "public"},
+    )
+
+    task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    member: Mapped[str] = mapped_column(String(32), nullable=False)
+    tenant_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    slots: Mapped[int] = mapped_column(Integer, nullable=False)
+    released_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    handed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,8 +1,16 @@
-"""The plugin queue's SQL, read whole: create, claim under a lease, heartbeat, report, withdraw.
+"""The plugin queue's SQL, read whole: create, claim under a lease and the member's budget, report.
 
 A task is ready while it is unfinished and has no live lease; claiming gives it a new `lease_id` for
 LEASE_SECONDS. A task whose lease expires without a result is handed out again with a new lease. A
-result is accepted from the current or any earlier lease as long as the task is unfinished.
+result is accepted from the current or any earlier lease as long as the task is unfinished. The job's
+state is never written here: `persistence.queue` withdraws a task when its job stops waiting.
+
+The hand-out gate: each task's requests are logged per Vinted member in `public.vinted_request_log`
+(shared by every tenant that names the member). A task is handed to a plugin for the first time only
+while the member's requests first handed out in the last window, plus this task's, stay within the
+limit — so however long the plugin was away and however many tasks were released meanwhile, at most
+`limit` requests of one member reach Vinted in any window. PostgreSQL holds this, so losing Redis
+cannot widen it.
 """
 
 from __future__ import annotations
@@ -27,14 +35,17 @@ async def create_task(
     tenant_id: int,
     job_id: uuid.UUID,
     vinted_account_id: int,
+    vinted_user_id: str,
     operation: str,
     requests: list[dict[str, Any]],
 ) -> PluginTask:
-    """Queue a task for the tenant's plugin and wake its long polls on commit."""
+    """Queue a task for the tenant's plugin, log its requests for the member, wake long polls on commit."""
     task = PluginTask(
         id=uuid.uuid4(),
         job_id=job_id,
         vinted_account_id=vinted_account_id,
+        vinted_user_id=vinted_user_id,
+        slots=len(requests),
         operation=operation,
         requests=requests,
         leases=[],
@@ -42,26 +53,42 @@ async def create_task(
     session.add(task)
     await session.flush()
     await session.execute(
+        text(
+            "INSERT INTO public.vinted_request_log (task_id, member, tenant_id, slots) "
+            "VALUES (:task, :member, :tenant, :slots)"
+        ),
+        {"task": task.id, "member": vinted_user_id, "tenant": tenant_id, "slots": len(requests)},
+    )
+    await session.execute(
         text("SELECT pg_notify(:channel, :tenant)"), {"channel": NOTIFY_CHANNEL, "tenant": str(tenant_id)}
     )
     return task
 
 
-_CLAIM = text(
+_READY = text(
     """
-    WITH ready AS (
-        SELECT id FROM plugin_tasks
-        WHERE finished_at IS NULL AND (lease_expires_at IS NULL OR lease_expires_at < now())
-        ORDER BY created_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    ), leased AS (
-        SELECT id, gen_random_uuid() AS lease FROM ready
+    SELECT task.id, task.slots, task.handed_at IS NOT NULL AS handed,
+           coalesce(task.vinted_user_id, account.vinted_user_id, 'account:' || task.vinted_account_id)
+               AS member
+    FROM plugin_tasks AS task
+    LEFT JOIN vinted_accounts AS account ON account.id = task.vinted_account_id
+    WHERE task.finished_at IS NULL AND (task.lease_expires_at IS NULL OR task.lease_expires_at < now())
+    ORDER BY task.created_at
+    LIMIT :scan
+    FOR UPDATE OF task SKIP LOCKED
+    """
+)
+
+_LEASE = text(
+    """
+    WITH leased AS (
+        SELECT id, gen_random_uuid() AS lease FROM unnest(CAST(:ids AS uuid[])) AS id
     )
     UPDATE plugin_tasks AS task
     SET lease_id = leased.lease,
         lease_expires_at = now() + make_interval(secs => :lease_seconds),
         leases = task.leases || to_jsonb(leased.lease::text),
+        handed_at = coalesce(task.handed_at, now()),
         updated_at = now()
     FROM leased WHERE task.id = leased.id
     RETURNING task.id
@@ -69,18 +96,88 @@ _CLAIM = text(
 )
 
 
-async def claim_ready(session: AsyncSession, limit: int) -> list[PluginTask]:
-    """Lease up to `limit` ready tasks, oldest first."""
-    ids = list(await session.scalars(_CLAIM, {"limit": limit, "lease_seconds": LEASE_SECONDS}))
-    if not ids:
+async def _member_used(session: AsyncSession, member: str, window_seconds: int) -> int:
+    """Requests of `member` first handed out within the last window, under the member's lock."""
+    # Transaction-scoped: two gateways handing out the same member's tasks take turns.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"vinted:{member}"}
+    )
+    used = await session.scalar(
+        text(
+            "SELECT coalesce(sum(slots), 0) FROM public.vinted_request_log "
+            "WHERE member = :member AND handed_at > now() - make_interval(secs => :window)"
+        ),
+        {"member": member, "window": window_seconds},
+    )
+    return int(used or 0)
+
+
+async def claim_ready(
+    session: AsyncSession, limit: int, *, budget: int, window_seconds: int
+) -> list[PluginTask]:
+    """Lease up to `limit` ready tasks, oldest first, within each member's hand-out budget."""
+    candidates = (await session.execute(_READY, {"scan": max(limit * 4, 50)})).mappings().all()
+    chosen: list[uuid.UUID] = []
+    first_hand_outs: list[uuid.UUID] = []
+    used: dict[str, int] = {}
+    for member in sorted({str(row["member"]) for row in candidates if not row["handed"]}):
+        used[member] = await _member_used(session, member, window_seconds)
+    for row in candidates:
+        if len(chosen) >= limit:
+            break
+        if not row["handed"]:
+            member = str(row["member"])
+            if used[member] + int(row["slots"]) > budget:
+                continue  # its member's window is full; later tasks of other members may still go
+            used[member] += int(row["slots"])
+            first_hand_outs.append(row["id"])
+        chosen.append(row["id"])
+    if not chosen:
         return []
+    await session.execute(_LEASE, {"ids": chosen, "lease_seconds": LEASE_SECONDS})
+    if first_hand_outs:
+        await session.execute(
+            text(
+                "UPDATE public.vinted_request_log SET handed_at = now() "
+                "WHERE task_id = ANY(CAST(:ids AS uuid[])) AND handed_at IS NULL"
+            ),
+            {"ids": first_hand_outs},
+        )
     rows = await session.scalars(
         select(PluginTask)
-        .where(PluginTask.id.in_(ids))
+        .where(PluginTask.id.in_(chosen))
         .order_by(PluginTask.created_at)
         .execution_options(populate_existing=True)
     )
     return list(rows)
+
+
+async def next_hand_out(session: AsyncSession, window_seconds: int) -> datetime | None:
+    """When a ready task held back by its member's budget may go (the oldest hand-out leaves the window)."""
+    moment: datetime | None = await session.scalar(
+        text(
+            "SELECT min(log.handed_at) + make_interval(secs => :window) "
+            "FROM public.vinted_request_log AS log "
+            "WHERE log.handed_at > now() - make_interval(secs => :window) AND log.member IN ("
+            "  SELECT vinted_user_id FROM plugin_tasks WHERE finished_at IS NULL AND handed_at IS NULL)"
+        ),
+        {"window": window_seconds},
+    )
+    return moment
+
+
+async def member_releases(
+    session: AsyncSession, vinted_user_id: str, window_seconds: int
+) -> list[tuple[str, datetime, int]]:
+    """(task id, released at, slots) of the member's requests released within the last window."""
+    rows = await session.execute(
+        text(
+            "SELECT task_id, released_at, slots FROM public.vinted_request_log "
+            "WHERE member = :member AND released_at > now() - make_interval(secs => :window)"
+        ),
+        {"member": vinted_user_id, "window": window_seconds},
+    )
+    return [(str(row[0]), row[1], int(row[2])) for row in rows]
 
 
 async def next_lease_expiry(session: AsyncSession) -> datetime | None:
@@ -119,23 +216,22 @@ async def record_result(session: AsyncSession, task: PluginTask, result: dict[st
     """Store the plugin's result; the task is finished and leaves the queue."""
     await session.execute(
         text(
-            "UPDATE plugin_tasks SET result = :result, finished_at = now(), lease_expires_at = NULL, "
-            "updated_at = now() WHERE id = :id"
+            "UPDATE plugin_tasks SET result = :result, finished_at = coalesce(finished_at, now()), "
+            "lease_expires_at = NULL, updated_at = now() WHERE id = :id"
         ).bindparams(bindparam("result", type_=JSONB)),
-        {"id": task.id, "result": result},
+        {"id": task.id, "result": storable(result)},
     )
 
 
-async def withdraw_unclaimed(session: AsyncSession, job_id: uuid.UUID) -> bool:
-    """Remove a job's task if the plugin never claimed it; False when it was claimed (or is finished)."""
-    removed = await session.scalar(
-        text(
-            "DELETE FROM plugin_tasks "
-            "WHERE job_id = :job AND lease_id IS NULL AND finished_at IS NULL RETURNING id"
-        ),
-        {"job": job_id},
-    )
-    return removed is not None
+def storable(value: Any) -> Any:
+    """The value with every NUL character removed: PostgreSQL's JSONB cannot hold `\\u0000`."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
 
 
 async def tasks_of_job(session: AsyncSession, job_id: uuid.UUID) -> list[PluginTask]:

@@ -1,27 +1,64 @@
-"""The job queue's SQL, read whole: enqueue, hand-off, claim, lease, finish, sweep.
+"""The job queue, read whole: the only code that writes a job's state.
 
-All functions run inside a tenant transaction (search_path = the tenant schema), except the
-`tenant_work` ones, which touch `public` only. A row's `runs` counter guards every transition: a worker
-may only claim run N+1 of a row whose `runs` is N, and only the lease owner may finish it.
+Every caller goes through here — the gateway's commands (enqueue, cancel, retry, a product going away),
+the dispatcher (hand-off, sweep), the workers (claim, heartbeat, progress, park, finish, fail, reschedule)
+and the plugin routes (a task's result). Each function locks the row, asks `domain.jobs.transition`
+what the event does, and writes the new state with the transition's effects in the caller's transaction.
+
+Fencing: a claim gives its run a lease token (`lease_owner`, unique per claim). Every write of a running
+job names that token and the run number, so a run whose lease expired — even if a later run of the same
+job landed in the same worker process — changes nothing.
+
+All functions run inside a tenant transaction (search_path = the tenant schema) unless they say they
+touch `public` only.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import RowMapping, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.jobs import DEFAULT_MAX_ATTEMPTS, JobStatus
+from domain.errors import InvalidState, NotFound
+from domain.jobs import (
+    DEFAULT_MAX_ATTEMPTS,
+    PROGRESS_KEPT_ON_RETRY,
+    USER_MESSAGES,
+    Effect,
+    IllegalTransition,
+    JobAction,
+    JobErrorCode,
+    JobEvent,
+    JobState,
+    JobStatus,
+    ProductCondition,
+    Transition,
+    transition,
+)
+from persistence import listings
 from persistence.tenant_models import QueueJob
 
 NOTIFY_CHANNEL = "stoflow_jobs"
 #: The history message of an attempt whose worker stopped (crash, kill -9) before it finished.
-_ABANDONED = "The worker running this attempt stopped before it finished."
+ABANDONED = "The worker running this attempt stopped before it finished."
+#: What a user reads when a job was stopped because its product went away.
+_PRODUCT_GONE_MESSAGE = USER_MESSAGES[JobErrorCode.PRODUCT_CHANGED]
+
+#: Called with (session, tenant_id, job_id) when a generate_description job ends without its text.
+CreditRefund = Callable[[AsyncSession, int, uuid.UUID], Awaitable[None]]
+_credit_refunds: list[CreditRefund] = []
+
+
+def on_credit_refund(refund: CreditRefund) -> None:
+    """Register what gives an AI credit back (the AI module registers itself at import)."""
+    if refund not in _credit_refunds:
+        _credit_refunds.append(refund)
 
 
 @dataclass(frozen=True)
@@ -32,6 +69,294 @@ class Handoff:
     job_id: uuid.UUID
     platform: str
     run: int
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One run's hold on a job: every write of the running job names it."""
+
+    job_id: uuid.UUID
+    run: int
+    token: str
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """Everything a run needs of its job, read by the claim."""
+
+    lease: Lease
+    product_id: int | None
+    platform: str
+    action: str
+    attempts: int
+    max_attempts: int
+    payload: dict[str, Any]
+    progress: dict[str, Any]
+    #: the product is sold, archived or deleted: whatever lands is taken down at once
+    product_gone: bool
+    history_id: int
+
+
+@dataclass(frozen=True)
+class Landing:
+    """What a successful platform step reports."""
+
+    external_id: str | None = None
+    url: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    #: the job's `result` when it is not the listing's ids (e.g. generated text)
+    result: dict[str, Any] | None = None
+
+
+# One row, locked, with what the transition rules need: the product's condition and the job's live task.
+_ROW = """
+SELECT j.id, j.product_id, j.platform, j.action, j.status, j.attempts, j.max_attempts, j.runs,
+       j.payload, j.progress, j.delist_on_landing, j.lease_owner,
+       CASE WHEN j.product_id IS NULL THEN 'none'
+            WHEN p.id IS NULL OR p.deleted_at IS NOT NULL OR p.status IN ('sold', 'archived') THEN 'gone'
+            ELSE 'available' END AS product,
+       CASE WHEN j.status = 'waiting_plugin' THEN coalesce(t.handed_at IS NOT NULL, false)
+            ELSE EXISTS (SELECT 1 FROM jsonb_each(j.progress) AS step
+                         WHERE step.key <> 'spent_tasks' AND step.value <> 'null'::jsonb) END
+           AS reached,
+       coalesce(t.lease_expires_at > now(), false) AS task_leased
+FROM plugin_queue AS j
+LEFT JOIN products AS p ON p.id = j.product_id
+LEFT JOIN LATERAL (
+    SELECT handed_at, lease_expires_at FROM plugin_tasks
+    WHERE job_id = j.id AND finished_at IS NULL ORDER BY created_at DESC LIMIT 1
+) AS t ON true
+"""
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: uuid.UUID
+    product_id: int | None
+    platform: str
+    action: JobAction
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    runs: int
+    payload: dict[str, Any]
+    progress: dict[str, Any]
+    product: ProductCondition
+    state: JobState
+
+    @classmethod
+    def of(cls, row: RowMapping) -> _Row:
+        state = JobState(
+            status=JobStatus(row["status"]),
+            action=JobAction(row["action"]),
+            attempts=int(row["attempts"]),
+            max_attempts=int(row["max_attempts"]),
+            reached_marketplace=bool(row["reached"]),
+            task_leased=bool(row["task_leased"]),
+            delist_on_landing=bool(row["delist_on_landing"]),
+        )
+        return cls(
+            id=row["id"],
+            product_id=row["product_id"],
+            platform=row["platform"],
+            action=state.action,
+            status=state.status,
+            attempts=state.attempts,
+            max_attempts=state.max_attempts,
+            runs=int(row["runs"]),
+            payload=dict(row["payload"]),
+            progress=dict(row["progress"]),
+            product=ProductCondition(row["product"]),
+            state=state,
+        )
+
+
+async def _lock(session: AsyncSession, job_id: uuid.UUID, lease: Lease | None = None) -> _Row | None:
+    """Lock one job row (for a running job's write: only while `lease` still holds it)."""
+    where = "WHERE j.id = :id"
+    params: dict[str, Any] = {"id": job_id}
+    if lease is not None:
+        where += " AND j.runs = :run AND j.lease_owner = :token AND j.status = 'running'"
+        params |= {"run": lease.run, "token": lease.token}
+    row = (await session.execute(text(f"{_ROW} {where} FOR UPDATE OF j"), params)).mappings().first()
+    return _Row.of(row) if row is not None else None
+
+
+async def _lock_many(session: AsyncSession, where: str, params: dict[str, Any]) -> list[_Row]:
+    rows = await session.execute(text(f"{_ROW} WHERE {where} ORDER BY j.created_at FOR UPDATE OF j"), params)
+    return [_Row.of(row) for row in rows.mappings()]
+
+
+_WRITE = text(
+    """
+    UPDATE plugin_queue SET status = CAST(:status AS varchar), error = :error, updated_at = now(),
+        next_attempt_at = :next_attempt_at,
+        lease_owner = CASE WHEN CAST(:status AS varchar) = 'running' THEN lease_owner END,
+        lease_expires_at = CASE WHEN CAST(:status AS varchar) = 'running' THEN lease_expires_at END,
+        handed_off_at = CASE WHEN CAST(:status AS varchar) = 'queued' THEN now() END
+    WHERE id = :id
+    """
+).bindparams(bindparam("error", type_=JSONB(none_as_null=True)))
+
+
+async def _apply(
+    session: AsyncSession,
+    tenant_id: int,
+    row: _Row,
+    event: JobEvent,
+    *,
+    error: dict[str, str] | None = None,
+    next_attempt_at: datetime | None = None,
+    landing: Landing | None = None,
+    history_message: str | None = None,
+) -> Transition:
+    """Write what `event` does to the locked `row`, with its effects. Raises IllegalTransition."""
+    change = transition(row.state, event, row.product)
+    if change.error_code is not None and change.status is not JobStatus.SUCCEEDED:
+        error = _user_error(change.error_code, error)
+    if change.status is JobStatus.CANCELLED and change.error_code is None:
+        error = None
+    if change.status in (JobStatus.PENDING, JobStatus.RATE_LIMITED) and next_attempt_at is None:
+        next_attempt_at = await _now(session)
+    await session.execute(
+        _WRITE,
+        {
+            "id": row.id,
+            "status": str(change.status),
+            "error": error if change.status is not JobStatus.SUCCEEDED else None,
+            "next_attempt_at": next_attempt_at
+            if change.status in (JobStatus.PENDING, JobStatus.RATE_LIMITED)
+            else None,
+        },
+    )
+    await _apply_effects(session, tenant_id, row, change, error, landing, history_message)
+    if change.status in (JobStatus.PENDING, JobStatus.RATE_LIMITED):
+        await note_tenant_work(session, tenant_id, due_at=next_attempt_at)
+        if change.status is JobStatus.PENDING and event in (JobEvent.PLUGIN_REPORTED, JobEvent.RETRY):
+            await _notify(session, tenant_id, row.id, row.platform, row.runs + 1)
+    return change
+
+
+def _user_error(code: str, error: dict[str, str] | None) -> dict[str, str]:
+    message = USER_MESSAGES.get(code, "")
+    if code == JobErrorCode.ATTEMPTS_EXHAUSTED and error and error.get("message"):
+        message = f"{message} Last answer: {error['message']}"
+    return {"code": code, "message": message or (error or {}).get("message", code)}
+
+
+async def _apply_effects(
+    session: AsyncSession,
+    tenant_id: int,
+    row: _Row,
+    change: Transition,
+    error: dict[str, str] | None,
+    landing: Landing | None,
+    history_message: str | None,
+) -> None:
+    effects = change.effects
+    product_id = row.product_id
+    message = history_message or (error or {}).get("message")
+    if Effect.HISTORY_SUCCEEDED in effects:
+        await _close_history(session, row.id, "succeeded", None)
+    if Effect.HISTORY_RETRYING in effects:
+        await _close_history(session, row.id, "retrying", message)
+    if Effect.HISTORY_FAILED in effects:
+        await _close_history(session, row.id, "failed", message or "Cancelled.")
+    if Effect.RESET_PROGRESS in effects:
+        kept = sorted(PROGRESS_KEPT_ON_RETRY.get(row.platform, frozenset()))
+        await session.execute(
+            text(
+                "UPDATE plugin_queue SET progress = coalesce((SELECT jsonb_object_agg(key, value) "
+                "FROM jsonb_each(progress) WHERE key = ANY(:kept)), '{}'::jsonb), attempts = 0, "
+                "result = NULL, delist_on_landing = false WHERE id = :id"
+            ),
+            {"id": row.id, "kept": kept},
+        )
+    if Effect.DELIST_ON_LANDING in effects:
+        await session.execute(
+            text("UPDATE plugin_queue SET delist_on_landing = true WHERE id = :id"), {"id": row.id}
+        )
+    if Effect.WITHDRAW_TASK in effects:
+        await session.execute(
+            text(
+                "UPDATE plugin_tasks SET withdrawn_at = now(), finished_at = now(), lease_expires_at = NULL, "
+                "updated_at = now() WHERE job_id = :id AND finished_at IS NULL"
+            ),
+            {"id": row.id},
+        )
+    if Effect.REFUND_CREDIT in effects:
+        for refund in _credit_refunds:
+            await refund(session, tenant_id, row.id)
+    if product_id is None:
+        return
+    if Effect.RELEASE_LISTING in effects:
+        await session.execute(
+            text(
+                "UPDATE platform_listings SET status = CASE WHEN external_id IS NULL THEN 'failed' "
+                "ELSE 'delisted' END, updated_at = now() "
+                "WHERE product_id = :product AND platform = :platform AND status = 'pending'"
+            ),
+            {"product": product_id, "platform": row.platform},
+        )
+    if Effect.RELISTING in effects:
+        account = row.payload.get("vinted_account_id")
+        await listings.mark_listing_pending(
+            session, product_id, row.platform, account if isinstance(account, int) else None
+        )
+    landed = landing or Landing()
+    if Effect.LISTING_LIVE in effects:
+        await listings.set_listing_state(
+            session,
+            product_id,
+            row.platform,
+            "live",
+            external_id=landed.external_id,
+            url=landed.url,
+            data=landed.data,
+            published=True,
+        )
+    if Effect.LISTING_SYNCED in effects:
+        await listings.set_listing_state(session, product_id, row.platform, "live", data=landed.data)
+    if Effect.LISTING_ENDED in effects:
+        final = str(row.payload.get("listing_status_after", "delisted"))
+        await listings.set_listing_state(session, product_id, row.platform, final, data=landed.data)
+    if Effect.ENQUEUE_DELIST in effects:
+        payload: dict[str, Any] = {"listing_status_after": "delisted"}
+        if isinstance(row.payload.get("vinted_account_id"), int):
+            payload["vinted_account_id"] = row.payload["vinted_account_id"]
+        await enqueue_job(
+            session,
+            tenant_id=tenant_id,
+            platform=row.platform,
+            action=JobAction.DELIST,
+            product_id=product_id,
+            payload=payload,
+        )
+
+
+async def _close_history(session: AsyncSession, job_id: uuid.UUID, status: str, message: str | None) -> None:
+    await session.execute(
+        text(
+            "UPDATE publications_history SET status = :status, error_message = :message, "
+            "completed_at = now() WHERE job_id = :id AND status = 'started'"
+        ),
+        {"id": job_id, "status": status, "message": message},
+    )
+
+
+async def _now(session: AsyncSession) -> datetime:
+    now: datetime = await session.scalar(text("SELECT now()"))
+    return now
+
+
+async def _notify(session: AsyncSession, tenant_id: int, job_id: uuid.UUID, platform: str, run: int) -> None:
+    await session.execute(
+        text("SELECT pg_notify(:channel, :message)"),
+        {"channel": NOTIFY_CHANNEL, "message": f"{tenant_id}:{job_id}:{platform}:{run}"},
+    )
+
+
+# --- commands (gateway) ------------------------------------------------------------------------------
 
 
 async def enqueue_job(
@@ -60,198 +385,210 @@ async def enqueue_job(
     session.add(job)
     await session.flush()
     await note_tenant_work(session, tenant_id)
-    await session.execute(
-        text("SELECT pg_notify(:channel, :message)"),
-        {"channel": NOTIFY_CHANNEL, "message": f"{tenant_id}:{job.id}:{platform}:1"},
-    )
+    await _notify(session, tenant_id, job.id, platform, 1)
     await session.refresh(job)
     return job
 
 
-async def note_tenant_work(session: AsyncSession, tenant_id: int) -> None:
-    """Record that this tenant has unfinished rows (the sweep visits only such tenants)."""
+async def _job(session: AsyncSession, job_id: uuid.UUID) -> QueueJob:
+    job = await session.get(QueueJob, job_id, populate_existing=True)
+    assert job is not None  # the caller holds its lock
+    return job
+
+
+async def cancel(session: AsyncSession, tenant_id: int, job_id: uuid.UUID) -> QueueJob:
+    """The user cancels a job that has not started (a plugin task only while no plugin holds it)."""
+    row = await _lock(session, job_id)
+    if row is None:
+        raise NotFound("No such job.")
+    try:
+        await _apply(session, tenant_id, row, JobEvent.CANCEL, history_message="Cancelled by the user.")
+    except IllegalTransition:
+        detail = f"A {row.status} job cannot be cancelled."
+        if row.status is JobStatus.WAITING_PLUGIN:
+            detail = "The plugin is running this job's Vinted request; it cannot be cancelled now."
+        raise InvalidState(detail) from None
+    return await _job(session, job_id)
+
+
+async def lock_for_retry(session: AsyncSession, job_id: uuid.UUID) -> QueueJob:
+    """Lock a job the user wants to retry; InvalidState unless it failed (the caller checks its rules)."""
+    row = await _lock(session, job_id)
+    if row is None:
+        raise NotFound("No such job.")
+    if row.status is not JobStatus.FAILED:
+        raise InvalidState(f"Only a failed job can be retried; this one is {row.status}.")
+    return await _job(session, job_id)
+
+
+async def retry(session: AsyncSession, tenant_id: int, job_id: uuid.UUID) -> QueueJob:
+    """Run a failed job again from its first attempt, afresh at the marketplace.
+
+    Only what finds a listing an earlier attempt created is kept (`PROGRESS_KEPT_ON_RETRY`).
+    """
+    row = await _lock(session, job_id)
+    if row is None:
+        raise NotFound("No such job.")
+    try:
+        await _apply(session, tenant_id, row, JobEvent.RETRY)
+    except IllegalTransition:
+        raise InvalidState(f"Only a failed job can be retried; this one is {row.status}.") from None
+    return await _job(session, job_id)
+
+
+async def product_gone(session: AsyncSession, tenant_id: int, product_id: int) -> None:
+    """The product was sold, archived or deleted (its row already says so, in this transaction).
+
+    Unfinished publishes that have not reached the marketplace are cancelled; the others are marked to be
+    taken down as soon as they land. Unfinished updates that have not started are cancelled.
+    """
+    rows = await _lock_many(
+        session,
+        "j.product_id = :product AND j.action IN ('publish', 'update') AND j.status IN "
+        "('pending', 'queued', 'running', 'rate_limited', 'waiting_plugin')",
+        {"product": product_id},
+    )
+    for row in rows:
+        await _apply(session, tenant_id, row, JobEvent.PRODUCT_GONE, history_message=_PRODUCT_GONE_MESSAGE)
+
+
+async def report_plugin_result(session: AsyncSession, tenant_id: int, job_id: uuid.UUID) -> bool:
+    """The plugin reported the job's task: the job goes back to its pool to finish from the result.
+
+    The run that released the task and the run that reads its result are one attempt, so the attempt the
+    first one counted is given back. False when the job no longer waits (cancelled, expired, not yet parked).
+    """
+    row = await _lock(session, job_id)
+    if row is None or row.status is not JobStatus.WAITING_PLUGIN:
+        return False
+    await session.execute(
+        text("UPDATE plugin_queue SET attempts = greatest(attempts - 1, 0) WHERE id = :id"), {"id": job_id}
+    )
+    await _apply(session, tenant_id, row, JobEvent.PLUGIN_REPORTED)
+    return True
+
+
+# --- the work index (public) ---------------------------------------------------------------------------
+
+
+async def note_tenant_work(session: AsyncSession, tenant_id: int, *, due_at: datetime | None = None) -> None:
+    """Record that this tenant has rows the sweep must look at, by `due_at` (now when None)."""
     await session.execute(
         text(
-            "INSERT INTO public.tenant_work (tenant_id) VALUES (:tenant) "
-            "ON CONFLICT (tenant_id) DO UPDATE SET version = public.tenant_work.version + 1"
+            "INSERT INTO public.tenant_work (tenant_id, due_at) VALUES (:tenant, coalesce(:due, now())) "
+            "ON CONFLICT (tenant_id) DO UPDATE SET version = public.tenant_work.version + 1, "
+            "due_at = least(public.tenant_work.due_at, EXCLUDED.due_at)"
         ),
-        {"tenant": tenant_id},
+        {"tenant": tenant_id, "due": due_at},
     )
 
 
 async def tenants_with_work(session: AsyncSession) -> list[tuple[int, int]]:
-    """(tenant id, version) of every tenant that may have unfinished rows."""
+    """(tenant id, version) of every tenant that may have unfinished rows, due or not (public only)."""
     rows = await session.execute(text("SELECT tenant_id, version FROM public.tenant_work ORDER BY since"))
     return [(int(row[0]), int(row[1])) for row in rows]
 
 
-async def forget_idle_tenant(session: AsyncSession, tenant_id: int, seen_version: int) -> None:
-    """Drop a tenant from the work index unless new work arrived since it was read."""
-    await session.execute(
-        text("DELETE FROM public.tenant_work WHERE tenant_id = :tenant AND version = :version"),
-        {"tenant": tenant_id, "version": seen_version},
-    )
-
-
-async def mark_handed_off(session: AsyncSession, job_id: uuid.UUID, run: int) -> None:
-    """A pending row whose run was given to ARQ becomes queued."""
-    await session.execute(
-        text(
-            "UPDATE plugin_queue SET status = 'queued', handed_off_at = now(), updated_at = now() "
-            "WHERE id = :id AND runs = :previous AND status IN ('pending', 'rate_limited')"
-        ),
-        {"id": job_id, "previous": run - 1},
-    )
-
-
-_CLAIM = text(
-    """
-    WITH candidate AS (
-        SELECT id FROM plugin_queue
-        WHERE id = :id AND runs = :previous AND status IN ('pending', 'queued', 'rate_limited')
-        -- Wait for a lock rather than skip: the dispatcher marks the row queued just after ARQ has the
-        -- run, and a worker may already be here; skipping would lose the run.
-        FOR UPDATE
-    )
-    UPDATE plugin_queue AS job
-    SET status = 'running', runs = job.runs + 1, attempts = job.attempts + 1,
-        lease_owner = :owner, lease_expires_at = now() + make_interval(secs => :lease),
-        next_attempt_at = NULL, error = NULL, updated_at = now()
-    FROM candidate WHERE job.id = candidate.id
-    RETURNING job.id
-    """
-)
-
-
-async def claim_job(
-    session: AsyncSession, job_id: uuid.UUID, run: int, owner: str, lease_seconds: float
-) -> QueueJob | None:
-    """Take run `run` of a row under a lease; None when that run is stale, taken or cancelled."""
-    claimed = await session.scalar(
-        _CLAIM, {"id": job_id, "previous": run - 1, "owner": owner, "lease": lease_seconds}
-    )
-    if claimed is None:
-        return None
-    return await session.get(QueueJob, job_id, populate_existing=True)
-
-
-async def renew_lease(session: AsyncSession, job_id: uuid.UUID, owner: str, lease_seconds: float) -> bool:
-    """Extend the lease while the job runs; False when the lease was lost."""
-    renewed = await session.scalar(
-        text(
-            "UPDATE plugin_queue SET lease_expires_at = now() + make_interval(secs => :lease) "
-            "WHERE id = :id AND lease_owner = :owner AND status = 'running' RETURNING id"
-        ),
-        {"id": job_id, "owner": owner, "lease": lease_seconds},
-    )
-    return renewed is not None
-
-
-async def save_progress(
-    session: AsyncSession, job_id: uuid.UUID, owner: str, progress: dict[str, Any]
-) -> bool:
-    """Record a finished marketplace step before the next one starts."""
-    saved = await session.scalar(
-        text(
-            "UPDATE plugin_queue SET progress = progress || :progress, updated_at = now() "
-            "WHERE id = :id AND lease_owner = :owner AND status = 'running' RETURNING id"
-        ).bindparams(bindparam("progress", type_=JSONB)),
-        {"id": job_id, "owner": owner, "progress": progress},
-    )
-    return saved is not None
-
-
-async def finish_job(
-    session: AsyncSession,
-    job_id: uuid.UUID,
-    owner: str,
-    status: JobStatus,
-    *,
-    result: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
-) -> bool:
-    """End a running row (succeeded/failed/waiting_plugin); False when this worker no longer owns it."""
-    finished = await session.scalar(
-        text(
-            "UPDATE plugin_queue SET status = :status, result = :result, error = :error, "
-            "lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
-            "WHERE id = :id AND lease_owner = :owner AND status = 'running' RETURNING id"
-        ).bindparams(bindparam("result", type_=JSONB), bindparam("error", type_=JSONB)),
-        {"id": job_id, "owner": owner, "status": str(status), "result": result, "error": error},
-    )
-    return finished is not None
-
-
-async def reschedule_job(
-    session: AsyncSession,
-    job_id: uuid.UUID,
-    owner: str,
-    *,
-    status: JobStatus,
-    run_at: datetime,
-    error: dict[str, Any] | None,
-    refund_attempt: bool = False,
-) -> bool:
-    """Put a running row back to wait until `run_at` (pending retry, or rate_limited)."""
-    rescheduled = await session.scalar(
-        text(
-            "UPDATE plugin_queue SET status = :status, next_attempt_at = :run_at, error = :error, "
-            "attempts = attempts - CASE WHEN :refund THEN 1 ELSE 0 END, "
-            "lease_owner = NULL, lease_expires_at = NULL, handed_off_at = NULL, updated_at = now() "
-            "WHERE id = :id AND lease_owner = :owner AND status = 'running' RETURNING id"
-        ).bindparams(bindparam("error", type_=JSONB)),
-        {
-            "id": job_id,
-            "owner": owner,
-            "status": str(status),
-            "run_at": run_at,
-            "error": error,
-            "refund": refund_attempt,
-        },
-    )
-    return rescheduled is not None
-
-
-async def recover_expired_leases(session: AsyncSession) -> list[uuid.UUID]:
-    """Running rows whose worker vanished: back to pending, or failed when out of attempts.
-
-    The vanished run's history row, left `started`, is closed too (`retrying` or `failed`).
-    """
-    await session.execute(
-        text(
-            "WITH gone AS ("
-            "  UPDATE plugin_queue SET status = 'failed', lease_owner = NULL, lease_expires_at = NULL, "
-            "  error = jsonb_build_object('code', 'attempts_exhausted', 'message', "
-            "  'The job did not finish after ' || attempts || ' attempts.'), updated_at = now() "
-            "  WHERE status = 'running' AND lease_expires_at < now() AND attempts >= max_attempts "
-            "  RETURNING id, product_id, platform, action), "
-            "listing AS ("
-            "  UPDATE platform_listings SET status = 'failed', updated_at = now() FROM gone "
-            "  WHERE gone.action = 'publish' AND platform_listings.product_id = gone.product_id "
-            "  AND platform_listings.platform = gone.platform AND platform_listings.status = 'pending') "
-            "UPDATE publications_history SET status = 'failed', error_message = :message, "
-            "completed_at = now() WHERE status = 'started' AND job_id IN (SELECT id FROM gone)"
-        ),
-        {"message": _ABANDONED},
-    )
+async def due_tenants(session: AsyncSession, limit: int = 1000) -> list[tuple[int, int]]:
+    """(tenant id, version) of the tenants the sweep must look at now (public only)."""
     rows = await session.execute(
         text(
-            "WITH recovered AS ("
-            "  UPDATE plugin_queue SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, "
-            "  next_attempt_at = now(), handed_off_at = NULL, updated_at = now() "
-            "  WHERE status = 'running' AND lease_expires_at < now() RETURNING id), "
-            "closed AS ("
-            "  UPDATE publications_history SET status = 'retrying', error_message = :message, "
-            "  completed_at = now() WHERE status = 'started' AND job_id IN (SELECT id FROM recovered)) "
-            "SELECT id FROM recovered"
+            "SELECT tenant_id, version FROM public.tenant_work WHERE due_at <= now() "
+            "ORDER BY due_at LIMIT :limit"
         ),
-        {"message": _ABANDONED},
+        {"limit": limit},
     )
-    return [row[0] for row in rows]
+    return [(int(row[0]), int(row[1])) for row in rows]
+
+
+async def settle_tenant(
+    session: AsyncSession, tenant_id: int, seen_version: int, next_due: datetime | None
+) -> None:
+    """After a sweep of the tenant: forget it (nothing left) or come back at `next_due`.
+
+    Unless new work arrived meanwhile (its version moved): then it stays due now.
+    """
+    if next_due is None:
+        await session.execute(
+            text("DELETE FROM public.tenant_work WHERE tenant_id = :tenant AND version = :version"),
+            {"tenant": tenant_id, "version": seen_version},
+        )
+    else:
+        await session.execute(
+            text(
+                "UPDATE public.tenant_work SET due_at = :due WHERE tenant_id = :tenant AND version = :version"
+            ),
+            {"tenant": tenant_id, "version": seen_version, "due": next_due},
+        )
+
+
+# --- the dispatcher's sweep ----------------------------------------------------------------------------
+
+#: When a waiting job's newest plugin task was released: its PLUGIN_TASK_MAX_AGE counts from there.
+_TASK_SINCE = "coalesce((SELECT max(created_at) FROM plugin_tasks WHERE job_id = j.id), j.updated_at)"
+
+
+async def next_due_at(
+    session: AsyncSession, stale_after: timedelta, plugin_max_age: timedelta
+) -> datetime | None:
+    """When the sweep must next look at this tenant's rows; None when nothing is unfinished."""
+    due: datetime | None = await session.scalar(
+        text(
+            f"""
+            SELECT min(CASE
+                WHEN status IN ('pending', 'rate_limited') THEN coalesce(next_attempt_at, created_at)
+                WHEN status = 'queued' THEN handed_off_at + make_interval(secs => :stale)
+                WHEN status = 'running' THEN lease_expires_at
+                WHEN status = 'waiting_plugin' THEN {_TASK_SINCE} + make_interval(secs => :max_age)
+            END)
+            FROM plugin_queue AS j
+            WHERE status IN ('pending', 'queued', 'running', 'rate_limited', 'waiting_plugin')
+            """
+        ),
+        {"stale": stale_after.total_seconds(), "max_age": plugin_max_age.total_seconds()},
+    )
+    return due
+
+
+async def recover_expired_leases(session: AsyncSession, tenant_id: int) -> list[uuid.UUID]:
+    """Running rows whose worker vanished: back to pending, or failed when out of attempts."""
+    rows = await _lock_many(
+        session,
+        "j.status = 'running' AND j.lease_expires_at < now()",
+        {},
+    )
+    for row in rows:
+        await _apply(
+            session,
+            tenant_id,
+            row,
+            JobEvent.LEASE_EXPIRED,
+            error={"code": "retrying", "message": ABANDONED},
+            history_message=ABANDONED,
+        )
+    return [row.id for row in rows]
+
+
+async def expire_plugin_waits(session: AsyncSession, tenant_id: int, max_age: timedelta) -> list[uuid.UUID]:
+    """Jobs whose Vinted task nobody claimed or reported within `max_age`: failed, plugin_unavailable."""
+    rows = await _lock_many(
+        session,
+        f"j.status = 'waiting_plugin' AND {_TASK_SINCE} < now() - make_interval(secs => :max_age) "
+        "AND NOT EXISTS (SELECT 1 FROM plugin_tasks WHERE job_id = j.id AND finished_at IS NULL "
+        "AND lease_expires_at > now())",
+        {"max_age": max_age.total_seconds()},
+    )
+    for row in rows:
+        await _apply(session, tenant_id, row, JobEvent.PLUGIN_EXPIRED)
+    return [row.id for row in rows]
 
 
 async def due_handoffs(session: AsyncSession, tenant_id: int, stale_after: timedelta) -> list[Handoff]:
-    """Rows that should be (re)handed to ARQ now: due retries, lost hand-offs, expired waits."""
+    """Rows to hand to ARQ now: due retries and freed waits, and hand-offs not picked up in time.
+
+    A `queued` row is looked at again only `stale_after` after its hand-off (the dispatcher then checks
+    that ARQ still holds the run before handing it again).
+    """
     rows = await session.execute(
         text(
             """
@@ -269,14 +606,22 @@ async def due_handoffs(session: AsyncSession, tenant_id: int, stale_after: timed
     return [Handoff(tenant_id, row[0], row[1], int(row[2]) + 1) for row in rows]
 
 
-async def has_unfinished(session: AsyncSession) -> bool:
-    found = await session.scalar(
+async def mark_handed_off(session: AsyncSession, handoffs: list[Handoff]) -> None:
+    """Rows whose run ARQ now holds become (or stay) queued, stamped with the hand-off time."""
+    if not handoffs:
+        return
+    await session.execute(
         text(
-            "SELECT 1 FROM plugin_queue WHERE status IN "
-            "('pending','queued','running','rate_limited','waiting_plugin') LIMIT 1"
-        )
+            "UPDATE plugin_queue SET status = 'queued', handed_off_at = now(), updated_at = now() "
+            "FROM unnest(CAST(:ids AS uuid[]), CAST(:previous AS int[])) AS handed(id, previous) "
+            "WHERE plugin_queue.id = handed.id AND plugin_queue.runs = handed.previous "
+            "AND plugin_queue.status IN ('pending', 'rate_limited', 'queued')"
+        ),
+        {
+            "ids": [handoff.job_id for handoff in handoffs],
+            "previous": [handoff.run - 1 for handoff in handoffs],
+        },
     )
-    return found is not None
 
 
 async def status_counts(session: AsyncSession) -> list[tuple[str, str, int, datetime | None]]:
@@ -291,55 +636,169 @@ async def status_counts(session: AsyncSession) -> list[tuple[str, str, int, date
     return [(row[0], row[1], int(row[2]), row[3]) for row in rows]
 
 
-async def resume_after_plugin(session: AsyncSession, tenant_id: int, job_id: uuid.UUID) -> bool:
-    """The plugin reported a task's result: hand the job back to its pool to finish from it.
+# --- the workers ---------------------------------------------------------------------------------------
 
-    The run that released the task and the run that reads its result are one attempt, so the
-    attempt counted by the first is given back.
+
+async def claim(
+    session: AsyncSession, tenant_id: int, job_id: uuid.UUID, run: int, owner: str, lease_seconds: float
+) -> ClaimedJob | None:
+    """Take run `run` of a row under a new lease; None when that run is stale, taken or finished.
+
+    A product sold, archived or deleted before its publish reached the marketplace ends the job here
+    (`product_changed`) and None is returned: no marketplace call happens.
     """
-    runs = await session.scalar(
-        text(
-            "UPDATE plugin_queue SET status = 'pending', attempts = greatest(attempts - 1, 0), "
-            "next_attempt_at = now(), handed_off_at = NULL, updated_at = now() "
-            "WHERE id = :id AND status = 'waiting_plugin' RETURNING runs"
-        ),
-        {"id": job_id},
-    )
-    if runs is None:
-        return False
-    await note_tenant_work(session, tenant_id)
-    platform = await session.scalar(text("SELECT platform FROM plugin_queue WHERE id = :id"), {"id": job_id})
+    # Wait for the row lock rather than skip: the dispatcher marks the row queued just after ARQ has the
+    # run, and a worker may already be here; skipping would lose the run.
+    row = await _lock(session, job_id)
+    if row is None or row.runs != run - 1:
+        return None
+    try:
+        change = transition(row.state, JobEvent.CLAIMED, row.product)
+    except IllegalTransition:
+        return None
+    token = f"{owner}/{uuid.uuid4().hex[:12]}"
     await session.execute(
-        text("SELECT pg_notify(:channel, :message)"),
-        {"channel": NOTIFY_CHANNEL, "message": f"{tenant_id}:{job_id}:{platform}:{int(runs) + 1}"},
+        text(
+            "UPDATE plugin_queue SET status = 'running', runs = runs + 1, attempts = attempts + 1, "
+            "lease_owner = :token, lease_expires_at = now() + make_interval(secs => :lease), "
+            "next_attempt_at = NULL, handed_off_at = NULL, error = NULL, updated_at = now() WHERE id = :id"
+        ),
+        {"id": job_id, "token": token, "lease": lease_seconds},
+    )
+    history_id = await listings.start_history(
+        session,
+        job_id=job_id,
+        product_id=row.product_id,
+        platform=row.platform,
+        action=row.action,
+        attempt=row.attempts + 1,
+    )
+    lease = Lease(job_id, run, token)
+    if change.status is not JobStatus.RUNNING:
+        running = await _lock(session, job_id, lease)
+        assert running is not None
+        await _apply(session, tenant_id, running, JobEvent.CLAIMED, history_message=_PRODUCT_GONE_MESSAGE)
+        return None
+    return ClaimedJob(
+        lease=lease,
+        product_id=row.product_id,
+        platform=row.platform,
+        action=row.action,
+        attempts=row.attempts + 1,
+        max_attempts=row.max_attempts,
+        payload=row.payload,
+        progress=row.progress,
+        product_gone=row.product is ProductCondition.GONE,
+        history_id=history_id,
+    )
+
+
+async def renew_lease(session: AsyncSession, lease: Lease, lease_seconds: float) -> bool:
+    """Extend the lease while the run goes on; False when it was lost (the run must stop)."""
+    renewed = await session.scalar(
+        text(
+            "UPDATE plugin_queue SET lease_expires_at = now() + make_interval(secs => :seconds) "
+            "WHERE id = :id AND runs = :run AND lease_owner = :token AND status = 'running' "
+            "AND lease_expires_at > now() RETURNING id"
+        ),
+        {"id": lease.job_id, "run": lease.run, "token": lease.token, "seconds": lease_seconds},
+    )
+    return renewed is not None
+
+
+async def save_progress(session: AsyncSession, lease: Lease, progress: dict[str, Any]) -> bool:
+    """Record a finished marketplace step before the next one starts; False when the lease was lost."""
+    saved = await session.scalar(
+        text(
+            "UPDATE plugin_queue SET progress = progress || :progress, updated_at = now() "
+            "WHERE id = :id AND runs = :run AND lease_owner = :token AND status = 'running' RETURNING id"
+        ).bindparams(bindparam("progress", type_=JSONB)),
+        {"id": lease.job_id, "run": lease.run, "token": lease.token, "progress": progress},
+    )
+    return saved is not None
+
+
+async def succeed(session: AsyncSession, tenant_id: int, lease: Lease, landing: Landing) -> bool:
+    """The platform step is done: record its listing and result; False when the lease was lost."""
+    row = await _lock(session, lease.job_id, lease)
+    if row is None:
+        return False
+    result = (
+        landing.result
+        if landing.result is not None
+        else {"external_id": landing.external_id, "url": landing.url}
+    )
+    await session.execute(
+        text("UPDATE plugin_queue SET result = :result WHERE id = :id").bindparams(
+            bindparam("result", type_=JSONB)
+        ),
+        {"id": row.id, "result": result},
+    )
+    await _apply(session, tenant_id, row, JobEvent.SUCCEEDED, landing=landing)
+    return True
+
+
+async def fail(session: AsyncSession, tenant_id: int, lease: Lease, error: dict[str, str]) -> bool:
+    """The step was refused for good (`error` is written for the user); False when the lease was lost."""
+    row = await _lock(session, lease.job_id, lease)
+    if row is None:
+        return False
+    await _apply(session, tenant_id, row, JobEvent.PERMANENT_FAILURE, error=error)
+    return True
+
+
+async def retry_later(
+    session: AsyncSession, tenant_id: int, lease: Lease, run_at: datetime, message: str
+) -> JobStatus | None:
+    """A passing failure: try again at `run_at`, or fail when out of attempts. None: lease lost."""
+    row = await _lock(session, lease.job_id, lease)
+    if row is None:
+        return None
+    change = await _apply(
+        session,
+        tenant_id,
+        row,
+        JobEvent.TRANSIENT_FAILURE,
+        error={"code": "retrying", "message": message},
+        next_attempt_at=run_at,
+    )
+    return change.status
+
+
+async def defer(session: AsyncSession, tenant_id: int, lease: Lease, run_at: datetime, message: str) -> bool:
+    """No rate-limit slots: wait until `run_at` without spending an attempt; False when the lease was lost."""
+    row = await _lock(session, lease.job_id, lease)
+    if row is None:
+        return False
+    await session.execute(
+        text("UPDATE plugin_queue SET attempts = greatest(attempts - 1, 0) WHERE id = :id"), {"id": row.id}
+    )
+    await _apply(
+        session, tenant_id, row, JobEvent.RATE_LIMITED, next_attempt_at=run_at, history_message=message
     )
     return True
 
 
-async def await_plugin(session: AsyncSession, tenant_id: int, job_id: uuid.UUID, owner: str) -> bool:
-    """Park a running job until the plugin reports its task; False when this worker no longer owns it.
+async def park_for_plugin(session: AsyncSession, tenant_id: int, lease: Lease, task_id: uuid.UUID) -> bool:
+    """The run released a plugin task (in this transaction): the job waits for its result.
 
-    The plugin may report between the task's release and this transition. Both sides lock the task row
-    first (the gateway's result handler does too), so exactly one of them sees the other's work: if the
-    result is already in, the job goes straight back to its pool instead of waiting forever.
+    The plugin may report between the task's release and this transition. Both sides lock the job row
+    first, so exactly one of them sees the other's work: if the result is already in, the job goes straight
+    back to its pool instead of waiting forever.
     """
-    task_id = await session.scalar(
-        text(
-            "SELECT progress->>'task_id' FROM plugin_queue "
-            "WHERE id = :id AND lease_owner = :owner AND status = 'running' FOR UPDATE"
-        ),
-        {"id": job_id, "owner": owner},
-    )
-    reported = False
-    if task_id:
-        reported = bool(
-            await session.scalar(
-                text("SELECT finished_at IS NOT NULL FROM plugin_tasks WHERE id = :task FOR UPDATE"),
-                {"task": task_id},
-            )
-        )
-    if not await finish_job(session, job_id, owner, JobStatus.WAITING_PLUGIN):
+    row = await _lock(session, lease.job_id, lease)
+    if row is None:
         return False
+    await session.execute(
+        text("UPDATE plugin_queue SET progress = progress || :step WHERE id = :id").bindparams(
+            bindparam("step", type_=JSONB)
+        ),
+        {"id": row.id, "step": {"task_id": str(task_id)}},
+    )
+    await _apply(session, tenant_id, row, JobEvent.PARKED)
+    reported = await session.scalar(
+        text("SELECT finished_at IS NOT NULL FROM plugin_tasks WHERE id = :task"), {"task": task_id}
+    )
     if reported:
-        await resume_after_plugin(session, tenant_id, job_id)
+        await report_plugin_result(session, tenant_id, lease.job_id)
     return True

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    false,
     func,
     text,
 )
@@ -140,6 +142,8 @@ class QueueJob(TenantBase):
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     handed_off_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The product went away while this publish was in flight: its listing comes down as soon as it lands.
+    delist_on_landing: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
 
@@ -227,5 +231,13 @@ class PluginTask(TenantBase):
     leases: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default="[]")
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The Vinted member whose budget the task spends (whichever account row names it).
+    vinted_user_id: Mapped[str | None] = mapped_column(String(32))
+    #: Requests in the task: the slots of the member's budget it spends.
+    slots: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    #: First hand-out to a plugin (the moment its requests may reach Vinted).
+    handed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The job stopped waiting for it (cancelled, expired): finished without a result.
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()

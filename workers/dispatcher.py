@@ -1,10 +1,13 @@
 """The dispatcher: committed queue rows → ARQ, per platform queue.
 
 It LISTENs for the NOTIFY each command sends on commit and hands that row off at once; every
-`SWEEP_SECONDS` it also sweeps the tenants that have work (public.tenant_work, so 1000 idle schemas
-cost nothing) for rows whose hand-off was lost (Redis down or flushed, dispatcher down), retries that
-are due, rate-limited rows whose window freed, and running rows whose worker died (lease expired).
-Handing the same run off twice is harmless: the ARQ job id is `{row}:{run}`.
+`SWEEP_SECONDS` it also sweeps the tenants that are due (public.tenant_work: each tenant says when it next
+needs a look — a retry due, a lease or a plugin wait expiring — so idle schemas and schemas whose jobs
+only wait for the plugin cost nothing) for rows whose hand-off was lost (Redis down or flushed,
+dispatcher down), retries that are due, rate-limited rows whose window freed, running rows whose worker
+died (lease expired) and plugin waits past PLUGIN_TASK_MAX_AGE. Tenants are swept concurrently.
+Handing the same run off twice is harmless (the ARQ job id is `{row}:{run}`), but a queued row whose run
+ARQ still holds is not handed again: under a backlog that would be a Redis write per row per sweep.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ from workers.pool import queue_name
 log = structlog.get_logger(__name__)
 
 SWEEP_SECONDS = 2.0
+#: Tenants swept at once.
+SWEEP_CONCURRENCY = 8
+#: ARQ's key of a queued job (arq.constants.job_key_prefix).
+_ARQ_JOB_KEY = "arq:job:"
 #: A hand-off not picked up by then is repeated (ARQ drops the duplicate if the first is still queued).
 STALE_HANDOFF = timedelta(seconds=10)
 
@@ -44,6 +51,8 @@ class Dispatcher:
         self._arq: ArqRedis | None = None
         self._notifications: asyncio.Queue[str | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
+        #: each swept tenant's unfinished rows per platform, for the queue-depth gauge
+        self._depth: dict[int, dict[str, int]] = {}
 
     async def _arq_pool(self) -> ArqRedis:
         if self._arq is None:
@@ -52,59 +61,93 @@ class Dispatcher:
 
     async def hand_off(self, handoff: queue.Handoff) -> bool:
         """Give one run of a row to its platform queue, then mark the row queued."""
+        return bool(await self._hand_off_many(handoff.tenant_id, [handoff]))
+
+    async def _hand_off_many(self, tenant_id: int, handoffs: list[queue.Handoff]) -> int:
+        """Give runs to ARQ (skipping runs ARQ still holds), then mark them queued in one statement."""
+        if not handoffs:
+            return 0
         try:
             arq = await self._arq_pool()
-            await arq.enqueue_job(
-                "run_job",
-                handoff.tenant_id,
-                str(handoff.job_id),
-                handoff.run,
-                _job_id=job_id_for_arq(str(handoff.job_id), handoff.run),
-                _queue_name=queue_name(handoff.platform),
-            )
-        except Exception:  # Redis down: the row stays pending and the sweep tries again
-            log.warning(
-                "handoff_failed", tenant_id=handoff.tenant_id, job_id=str(handoff.job_id), exc_info=True
-            )
+            held = await self._held_by_arq(arq, handoffs)
+            for handoff in handoffs:
+                if handoff in held:
+                    continue
+                await arq.enqueue_job(
+                    "run_job",
+                    handoff.tenant_id,
+                    str(handoff.job_id),
+                    handoff.run,
+                    _job_id=job_id_for_arq(str(handoff.job_id), handoff.run),
+                    _queue_name=queue_name(handoff.platform),
+                )
+        except Exception:  # Redis down: the rows stay as they are and the sweep tries again
+            log.warning("handoff_failed", tenant_id=tenant_id, exc_info=True)
             self._arq = None
-            return False
+            return 0
         async with tenant_transaction(
-            self.db.session_factory, self.settings.tenant_schema_prefix, handoff.tenant_id
+            self.db.session_factory, self.settings.tenant_schema_prefix, tenant_id
         ) as session:
-            await queue.mark_handed_off(session, handoff.job_id, handoff.run)
-        return True
+            await queue.mark_handed_off(session, handoffs)
+        return len(handoffs) - len(held)
+
+    @staticmethod
+    async def _held_by_arq(arq: ArqRedis, handoffs: list[queue.Handoff]) -> set[queue.Handoff]:
+        """The runs ARQ still has queued (one pipelined EXISTS per run)."""
+        if len(handoffs) == 1:
+            return set()  # a fresh hand-off: ARQ's own job-id check drops a duplicate anyway
+        async with arq.pipeline(transaction=False) as pipe:
+            for handoff in handoffs:
+                pipe.exists(_ARQ_JOB_KEY + job_id_for_arq(str(handoff.job_id), handoff.run))
+            found = await pipe.execute()
+        return {handoff for handoff, exists in zip(handoffs, found, strict=True) if exists}
 
     async def sweep(self) -> int:
-        """Hand off every due row of every tenant with work; return how many were handed off."""
+        """Hand off every due row of every due tenant; return how many runs were handed to ARQ."""
         async with self.db.session_factory() as session:
-            tenants = await queue.tenants_with_work(session)
-        handed = 0
+            tenants = await queue.due_tenants(session)
+        gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
+
+        async def visit(tenant_id: int, version: int) -> int:
+            async with gate:
+                try:
+                    return await self._sweep_tenant(tenant_id, version)
+                except Exception:  # one broken schema must not stop the others
+                    log.exception("sweep_failed", tenant_id=tenant_id)
+                    return 0
+
+        handed = sum(await asyncio.gather(*(visit(tenant, version) for tenant, version in tenants)))
         depth: dict[str, int] = {platform.value: 0 for platform in Platform}
-        for tenant_id, version in tenants:
-            try:
-                handed += await self._sweep_tenant(tenant_id, version, depth)
-            except Exception:  # one broken schema must not stop the others
-                log.exception("sweep_failed", tenant_id=tenant_id)
+        for counts in self._depth.values():
+            for platform, count in counts.items():
+                depth[platform] = depth.get(platform, 0) + count
         with contextlib.suppress(Exception):
             redis: Redis = await self._arq_pool()
             await metrics_store.set_queue_depth(redis, depth)
         return handed
 
-    async def _sweep_tenant(self, tenant_id: int, version: int, depth: dict[str, int]) -> int:
+    async def _sweep_tenant(self, tenant_id: int, version: int) -> int:
         prefix = self.settings.tenant_schema_prefix
         async with tenant_transaction(self.db.session_factory, prefix, tenant_id) as session:
-            await queue.recover_expired_leases(session)
+            await queue.recover_expired_leases(session, tenant_id)
+            await queue.expire_plugin_waits(
+                session, tenant_id, timedelta(seconds=self.settings.plugin_task_max_age)
+            )
             due = await queue.due_handoffs(session, tenant_id, STALE_HANDOFF)
             counts = await queue.status_counts(session)
-            unfinished = await queue.has_unfinished(session)
-            if not unfinished:
-                await queue.forget_idle_tenant(session, tenant_id, version)
+        depth: dict[str, int] = {}
         for platform, status, count, _oldest in counts:
             if status != "failed":
                 depth[platform] = depth.get(platform, 0) + count
-        handed = 0
-        for handoff in due:
-            handed += await self.hand_off(handoff)
+        self._depth[tenant_id] = depth
+        handed = await self._hand_off_many(tenant_id, due)
+        async with tenant_transaction(self.db.session_factory, prefix, tenant_id) as session:
+            next_due = await queue.next_due_at(
+                session, STALE_HANDOFF, timedelta(seconds=self.settings.plugin_task_max_age)
+            )
+            await queue.settle_tenant(session, tenant_id, version, next_due)
+        if next_due is None:
+            self._depth.pop(tenant_id, None)
         return handed
 
     async def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:

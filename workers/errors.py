@@ -4,7 +4,8 @@ PlatformError
 ├── TransientPlatformError   timeouts, 429, 5xx, lost responses: retried with backoff
 ├── PermanentPlatformError   4xx and refusals: the job fails at once with `code`
 │   └── AuthExpired          the marketplace tokens no longer work (auth_expired)
-└── RateLimited              no rate-limit slots now: the job waits until `available_at`
+├── RateLimited              no rate-limit slots now: the job waits until `available_at`
+└── LeaseLost                this run no longer holds the job: it stops and writes nothing
 """
 
 from __future__ import annotations
@@ -39,3 +40,8 @@ class RateLimited(PlatformError):
     def __init__(self, message: str, *, available_at: datetime) -> None:
         super().__init__(message)
         self.available_at = available_at
+
+
+class LeaseLost(PlatformError):
+    def __init__(self) -> None:
+        super().__init__("This run lost its lease on the job; a later run carries on.")

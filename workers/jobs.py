@@ -3,6 +3,8 @@
 At-least-once: a crash anywhere leaves a running row whose lease expires; the dispatcher hands it off
 again as a new run. Exactly one listing per command comes from the adapters: every step is idempotent
 or checked before it is repeated, and finished steps are saved in `progress` before the next starts.
+Every state change goes through `persistence.queue`, fenced on this run's lease: a run that lost its
+lease is cancelled (the heartbeat stops it) and can change nothing.
 """
 
 from __future__ import annotations
@@ -22,18 +24,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.catalogue import ProductSnapshot
 from domain.errors import DomainError
-from domain.jobs import JobAction, JobErrorCode, JobStatus, retry_delay
+from domain.jobs import USER_MESSAGES, JobAction, JobErrorCode, retry_delay
 from ops import metrics_store
 from persistence import credentials as credential_store
 from persistence import listings, queue
 from persistence.snapshots import load_product_snapshot
 from persistence.tenancy import tenant_transaction
-from persistence.tenant_models import MarketplaceCredential, PlatformListing, QueueJob
+from persistence.tenant_models import MarketplaceCredential, PlatformListing
 from workers.context import WorkerApp
-from workers.errors import PermanentPlatformError, RateLimited, TransientPlatformError
+from workers.errors import LeaseLost, PermanentPlatformError, RateLimited, TransientPlatformError
 from workers.platforms.base import JobInput, ListingOutcome
 
 log = structlog.get_logger(__name__)
+
+#: What a user reads when our own code failed; the exception itself goes to the log with the job id.
+_UNEXPECTED = "An unexpected error interrupted this attempt; it will be tried again."
 
 
 @asynccontextmanager
@@ -49,77 +54,102 @@ async def run_job(ctx: dict[str, Any], tenant_id: int, job_id: str, run: int) ->
     app: WorkerApp = ctx["app"]
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(tenant_id=tenant_id, job_id=job_id, platform=app.platform, run=run)
-    row_id = uuid.UUID(job_id)
     async with _tenant(app, tenant_id) as session:
-        job = await queue.claim_job(session, row_id, run, app.owner, app.lease_seconds)
+        job = await queue.claim(session, tenant_id, uuid.UUID(job_id), run, app.owner, app.lease_seconds)
         if job is None:
-            log.info("job_skipped", reason="stale, taken or cancelled")
+            log.info("job_skipped", reason="stale, taken, finished or its product is gone")
             return "skipped"
-        history_id = await listings.start_history(
-            session,
-            job_id=job.id,
-            product_id=job.product_id,
-            platform=job.platform,
-            action=job.action,
-            attempt=job.attempts,
-        )
         # Read in the claim's transaction: one transaction (and its round trips) less per job.
         inputs = await _read_inputs(session, app, job)
     structlog.contextvars.bind_contextvars(action=job.action, attempt=job.attempts)
     log.info("job_started")
     started = time.perf_counter()
-    heartbeat = asyncio.create_task(_heartbeat(app, tenant_id, row_id))
+    outcome_name = await _run_fenced(app, tenant_id, job, inputs)
+    if outcome_name != "lease_lost":
+        await metrics_store.record_job(
+            app.redis, job.platform, job.action, outcome_name, time.perf_counter() - started
+        )
+    return outcome_name
+
+
+async def _run_fenced(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, inputs: _Inputs) -> str:
+    """Run the step while the heartbeat holds the lease; a lost lease cancels the step at once."""
+    step = asyncio.create_task(_execute(app, tenant_id, job, inputs))
+    heartbeat = asyncio.create_task(_heartbeat(app, tenant_id, job.lease, step))
     try:
-        outcome = await _execute(app, tenant_id, job, inputs)
+        outcome = await step
+    except asyncio.CancelledError:
+        if not heartbeat.done():
+            raise  # the worker itself is stopping
+        log.warning("run_stopped", reason="lease lost")
+        return "lease_lost"
+    except LeaseLost:
+        log.warning("run_stopped", reason="lease lost")
+        return "lease_lost"
     except RateLimited as limited:
-        heartbeat.cancel()
+        available_at, reason = limited.available_at, limited.message
         await metrics_store.record_rate_limit_rejection(app.redis, job.platform)
-        await _defer(app, tenant_id, job, history_id, limited)
+        await _write(
+            app,
+            tenant_id,
+            job,
+            lambda session: queue.defer(session, tenant_id, job.lease, available_at, reason),
+        )
+        log.info("job_rate_limited", next_attempt_at=available_at.isoformat())
         return "rate_limited"
     except (TransientPlatformError, OSError, TimeoutError) as error:
-        heartbeat.cancel()
-        outcome_name = await _retry_or_fail(app, tenant_id, job, history_id, error)
-        await metrics_store.record_job(
-            app.redis, job.platform, job.action, outcome_name, time.perf_counter() - started
-        )
-        return outcome_name
+        message = error.message if isinstance(error, TransientPlatformError) else _transient_text(error)
+        return await _retry_or_fail(app, tenant_id, job, message, retry_delay_for(error, job.attempts))
     except (PermanentPlatformError, DomainError) as error:
-        heartbeat.cancel()
-        await _fail(app, tenant_id, job, history_id, _error_of(error))
-        await metrics_store.record_job(
-            app.redis, job.platform, job.action, "failed", time.perf_counter() - started
-        )
+        await _fail(app, tenant_id, job, _error_of(error))
         return "failed"
-    except Exception as error:
-        # An unexpected error may be a bug or a passing fault: retry it like a transient one, loudly.
-        heartbeat.cancel()
+    except Exception:
+        # An unexpected error may be a bug or a passing fault: retry it like a transient one, loudly. Its
+        # text (SQL, parameters) is for the log only.
         log.exception("job_crashed")
-        outcome_name = await _retry_or_fail(app, tenant_id, job, history_id, error)
-        await metrics_store.record_job(
-            app.redis, job.platform, job.action, outcome_name, time.perf_counter() - started
-        )
-        return outcome_name
+        return await _retry_or_fail(app, tenant_id, job, _UNEXPECTED, retry_delay(job.attempts))
     finally:
         heartbeat.cancel()
         with suppress(asyncio.CancelledError):
             await heartbeat
-    await _succeed(app, tenant_id, job, history_id, outcome)
-    name = "waiting_plugin" if outcome.waiting_plugin else "succeeded"
-    await metrics_store.record_job(app.redis, job.platform, job.action, name, time.perf_counter() - started)
-    return name
+    return await _succeed(app, tenant_id, job, outcome)
 
 
-async def _heartbeat(app: WorkerApp, tenant_id: int, job_id: uuid.UUID) -> None:
-    """Keep the lease alive while the job runs; a lost lease is logged (the finish will then be refused)."""
+async def _heartbeat(app: WorkerApp, tenant_id: int, lease: queue.Lease, step: asyncio.Task[Any]) -> None:
+    """Keep the lease alive while the step runs; cancel the step once the lease is lost or expired."""
+    loop = asyncio.get_running_loop()
+    held_until = loop.time() + app.lease_seconds
     while True:
         await asyncio.sleep(app.heartbeat_seconds)
         try:
             async with _tenant(app, tenant_id) as session:
-                if not await queue.renew_lease(session, job_id, app.owner, app.lease_seconds):
-                    log.warning("lease_lost")
-                    return
-        except Exception:  # a missed beat is not fatal: the lease still has time
+                renewed = await queue.renew_lease(session, lease, app.lease_seconds)
+        except Exception:  # a missed beat is not fatal while the lease still has time
             log.warning("heartbeat_failed", exc_info=True)
+            if loop.time() < held_until - app.heartbeat_seconds / 2:
+                continue
+            renewed = False
+        if not renewed:
+            log.warning("lease_lost")
+            step.cancel()
+            return
+        held_until = loop.time() + app.lease_seconds
+
+
+async def _write(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, change: Any) -> bool:
+    """Apply one fenced queue write in its own transaction; False (nothing written) once the lease is lost."""
+    async with _tenant(app, tenant_id) as session:
+        done = bool(await change(session))
+        if not done:
+            await session.rollback()
+            log.warning("write_refused", reason="lease lost")
+    return done
+
+
+def _transient_text(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "The marketplace did not answer in time."
+    return "The marketplace could not be reached."
 
 
 @dataclass(frozen=True)
@@ -132,7 +162,7 @@ class _Inputs:
     error: Exception | None = None
 
 
-async def _read_inputs(session: AsyncSession, app: WorkerApp, job: QueueJob) -> _Inputs:
+async def _read_inputs(session: AsyncSession, app: WorkerApp, job: queue.ClaimedJob) -> _Inputs:
     """Read the product, its listing and the platform's credentials inside the claim's transaction.
 
     A database error rolls the claim back with it (the run stays queued and the sweep hands it off
@@ -156,12 +186,12 @@ async def _read_inputs(session: AsyncSession, app: WorkerApp, job: QueueJob) -> 
     return _Inputs(product, listing_row, credential)
 
 
-async def _execute(app: WorkerApp, tenant_id: int, job: QueueJob, inputs: _Inputs) -> ListingOutcome:
+async def _execute(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, inputs: _Inputs) -> ListingOutcome:
     if inputs.error is not None:
         raise inputs.error
     adapter = app.adapters.get(job.platform)
     if adapter is None:
-        raise PermanentPlatformError("platform_rejected", f"No adapter for platform {job.platform!r}.")
+        raise PermanentPlatformError("platform_rejected", f"Stoflow cannot reach {job.platform} right now.")
     product, listing_row, credential = inputs.product, inputs.listing_row, inputs.credential
     listing = (
         {"external_id": listing_row.external_id, "url": listing_row.url, "data": dict(listing_row.data)}
@@ -172,12 +202,13 @@ async def _execute(app: WorkerApp, tenant_id: int, job: QueueJob, inputs: _Input
         raise PermanentPlatformError(
             JobErrorCode.NOT_CONNECTED, f"The {job.platform} account is not connected any more."
         )
+    progress = dict(job.progress)
 
     async def save_progress(step: dict[str, Any]) -> None:
         async with _tenant(app, tenant_id) as session:
-            if not await queue.save_progress(session, job.id, app.owner, step):
-                raise TransientPlatformError("The lease was lost while the job ran.")
-        job.progress = {**job.progress, **step}
+            if not await queue.save_progress(session, job.lease, step):
+                raise LeaseLost()
+        progress.update(step)
 
     async def save_credentials(tokens: dict[str, Any]) -> None:
         async with _tenant(app, tenant_id) as session:
@@ -185,11 +216,11 @@ async def _execute(app: WorkerApp, tenant_id: int, job: QueueJob, inputs: _Input
 
     job_input = JobInput(
         tenant_id=tenant_id,
-        job_id=job.id,
+        job_id=job.lease.job_id,
         action=job.action,
         attempt=job.attempts,
         payload=dict(job.payload),
-        progress=dict(job.progress),
+        progress=progress,
         product=product,
         listing=listing,
         credentials=app.box.open(credential.encrypted_tokens) if credential is not None else None,
@@ -197,6 +228,8 @@ async def _execute(app: WorkerApp, tenant_id: int, job: QueueJob, inputs: _Input
         mappings=app.mappings,
         save_progress=save_progress,
         save_credentials=save_credentials,
+        lease=job.lease,
+        product_gone=job.product_gone,
     )
     if job.action == JobAction.PUBLISH:
         return await adapter.publish(job_input)
@@ -210,48 +243,18 @@ async def _execute(app: WorkerApp, tenant_id: int, job: QueueJob, inputs: _Input
     raise PermanentPlatformError("platform_rejected", f"{job.platform} cannot {job.action}.")
 
 
-async def _succeed(
-    app: WorkerApp, tenant_id: int, job: QueueJob, history_id: int, outcome: ListingOutcome
-) -> None:
-    async with _tenant(app, tenant_id) as session:
-        if outcome.waiting_plugin:
-            # Usually already parked by the adapter in the transaction that released the task.
-            await queue.await_plugin(session, tenant_id, job.id, app.owner)
-            return
-        result = (
-            outcome.result
-            if outcome.result is not None
-            else {"external_id": outcome.external_id, "url": outcome.url}
-        )
-        if not await queue.finish_job(session, job.id, app.owner, JobStatus.SUCCEEDED, result=result):
-            # Another run owns the row now; it will redo the (idempotent) step and record it.
-            log.warning("finish_refused", reason="lease lost")
-            await session.rollback()
-            return
-        await listings.close_history(session, history_id, "succeeded")
-        if job.product_id is not None:
-            await _record_listing(session, job, outcome)
+async def _succeed(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, outcome: ListingOutcome) -> str:
+    if outcome.waiting_plugin:
+        # Parked by the adapter in the transaction that released the task.
+        log.info("job_waiting_plugin")
+        return "waiting_plugin"
+    landing = queue.Landing(outcome.external_id, outcome.url, dict(outcome.data), outcome.result)
+    if not await _write(
+        app, tenant_id, job, lambda session: queue.succeed(session, tenant_id, job.lease, landing)
+    ):
+        return "lease_lost"
     log.info("job_succeeded", external_id=outcome.external_id)
-
-
-async def _record_listing(session: AsyncSession, job: QueueJob, outcome: ListingOutcome) -> None:
-    assert job.product_id is not None
-    if job.action == JobAction.PUBLISH:
-        await listings.set_listing_state(
-            session,
-            job.product_id,
-            job.platform,
-            "live",
-            external_id=outcome.external_id,
-            url=outcome.url,
-            data=outcome.data,
-            published=True,
-        )
-    elif job.action == JobAction.UPDATE:
-        await listings.set_listing_state(session, job.product_id, job.platform, "live", data=outcome.data)
-    elif job.action == JobAction.DELIST:
-        final = str(job.payload.get("listing_status_after", "delisted"))
-        await listings.set_listing_state(session, job.product_id, job.platform, final, data=outcome.data)
+    return "succeeded"
 
 
 def _error_of(error: Exception) -> dict[str, str]:
@@ -259,69 +262,39 @@ def _error_of(error: Exception) -> dict[str, str]:
         return {"code": error.code, "message": error.message}
     if isinstance(error, DomainError):
         return {"code": error.code, "message": error.detail}
-    return {"code": JobErrorCode.PLATFORM_REJECTED, "message": str(error)}
+    return {"code": JobErrorCode.INTERNAL, "message": USER_MESSAGES[JobErrorCode.INTERNAL]}
 
 
-async def _fail(
-    app: WorkerApp, tenant_id: int, job: QueueJob, history_id: int, error: dict[str, str]
-) -> None:
-    async with _tenant(app, tenant_id) as session:
-        if not await queue.finish_job(session, job.id, app.owner, JobStatus.FAILED, error=error):
-            await session.rollback()
-            return
-        await listings.close_history(session, history_id, "failed", error["message"])
-        if job.product_id is not None and job.action == JobAction.PUBLISH:
-            await listings.set_listing_state(session, job.product_id, job.platform, "failed")
-    log.warning("job_failed", error_code=error["code"], error_message=error["message"])
+async def _fail(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, error: dict[str, str]) -> None:
+    if await _write(app, tenant_id, job, lambda session: queue.fail(session, tenant_id, job.lease, error)):
+        log.warning("job_failed", error_code=error["code"], error_message=error["message"])
 
 
 async def _retry_or_fail(
-    app: WorkerApp, tenant_id: int, job: QueueJob, history_id: int, error: BaseException
+    app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, message: str, delay: timedelta
 ) -> str:
-    message = getattr(error, "message", None) or str(error) or type(error).__name__
-    if job.attempts >= job.max_attempts:
-        await _fail(
-            app,
-            tenant_id,
-            job,
-            history_id,
-            {
-                "code": JobErrorCode.ATTEMPTS_EXHAUSTED,
-                "message": f"Gave up after {job.attempts} attempts: {message}",
-            },
-        )
-        return "failed"
-    delay = retry_delay(job.attempts)
-    retry_after = getattr(error, "retry_after", None)
-    if isinstance(retry_after, int | float) and retry_after > delay.total_seconds():
-        delay = timedelta(seconds=retry_after)
     run_at = datetime.now(UTC) + delay
-    async with _tenant(app, tenant_id) as session:
-        if await queue.reschedule_job(
-            session,
-            job.id,
-            app.owner,
-            status=JobStatus.PENDING,
-            run_at=run_at,
-            error={"code": "retrying", "message": message},
-        ):
-            await listings.close_history(session, history_id, "retrying", message)
+    status: list[str] = []
+
+    async def reschedule(session: AsyncSession) -> bool:
+        outcome = await queue.retry_later(session, tenant_id, job.lease, run_at, message)
+        if outcome is not None:
+            status.append(str(outcome))
+        return outcome is not None
+
+    if not await _write(app, tenant_id, job, reschedule):
+        return "lease_lost"
+    if status == ["failed"]:
+        log.warning("job_failed", error_code=JobErrorCode.ATTEMPTS_EXHAUSTED, error_message=message)
+        return "failed"
     log.info("job_retry_scheduled", delay_seconds=round(delay.total_seconds(), 2), reason=message)
     return "retrying"
 
 
-async def _defer(
-    app: WorkerApp, tenant_id: int, job: QueueJob, history_id: int, limited: RateLimited
-) -> None:
-    async with _tenant(app, tenant_id) as session:
-        if await queue.reschedule_job(
-            session,
-            job.id,
-            app.owner,
-            status=JobStatus.RATE_LIMITED,
-            run_at=limited.available_at,
-            error=None,
-            refund_attempt=True,
-        ):
-            await listings.close_history(session, history_id, "retrying", limited.message)
-    log.info("job_rate_limited", next_attempt_at=limited.available_at.isoformat())
+def retry_delay_for(error: BaseException, attempt: int) -> timedelta:
+    """The later of the backoff and what the marketplace asked for (Retry-After, a plugin's pause)."""
+    delay = retry_delay(attempt)
+    asked = getattr(error, "retry_after", None)
+    if isinstance(asked, int | float) and asked > delay.total_seconds():
+        return timedelta(seconds=asked)
+    return delay

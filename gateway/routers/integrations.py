@@ -19,9 +19,9 @@ from gateway.schemas.integrations import (
     VintedAccountOut,
     VintedAccounts,
 )
-from ops.rate_limit_usage import read_usage, vinted_account_key
+from ops.rate_limit_usage import read_usage, seed_if_missing, vinted_member_key
 from ops.secrets_box import SecretsBox
-from persistence import credentials
+from persistence import credentials, plugin_tasks
 from persistence.tenant_models import VintedAccount
 
 router = APIRouter(prefix="/api/integrations", tags=["integrations"], route_class=UnitOfWorkRoute)
@@ -137,15 +137,20 @@ async def vinted_rate_limit(
     account_id: AccountId, principal: CurrentPrincipal, services: Services, session: TenantSession
 ) -> dict[str, Any]:
     """The account's live request budget: requests released to the plugin in the last window."""
-    if await session.get(VintedAccount, account_id) is None:
+    account = await session.get(VintedAccount, account_id)
+    if account is None:
         raise NotFound("No such Vinted account.")
     settings = services.settings
-    usage = await read_usage(
+    key = vinted_member_key(account.vinted_user_id)
+    window = settings.vinted_rate_window_seconds
+    # Redis may have lost the log: rebuild it from what PostgreSQL knows was released, then read it.
+    await seed_if_missing(
         services.redis,
-        vinted_account_key(principal.tenant_id, account_id),
-        limit=settings.vinted_rate_limit,
-        window_seconds=settings.vinted_rate_window_seconds,
+        key,
+        await plugin_tasks.member_releases(session, account.vinted_user_id, window),
+        window_seconds=window,
     )
+    usage = await read_usage(services.redis, key, limit=settings.vinted_rate_limit, window_seconds=window)
     return {
         "limit": usage.limit,
         "window_seconds": usage.window_seconds,

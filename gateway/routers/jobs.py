@@ -7,16 +7,17 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from sqlalchemy import Select, and_, or_, select, text
+from sqlalchemy import Select, and_, or_, select
 
-from domain.errors import InvalidState, NotFound
-from domain.jobs import CANCELLABLE, JobAction, JobStatus
+from domain.errors import NotFound
+from domain.jobs import JobAction, JobStatus
+from gateway import publishing
 from gateway.dependencies import CurrentPrincipal, Services, TenantSession, UnitOfWorkRoute
 from gateway.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorCodec
 from gateway.problems import ProblemError
 from gateway.schemas.jobs import JobOut, JobPage
-from persistence import plugin_tasks, queue
-from persistence.tenant_models import PlatformListing, QueueJob
+from persistence import queue
+from persistence.tenant_models import QueueJob
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], route_class=UnitOfWorkRoute)
 
@@ -99,67 +100,23 @@ async def get_job(job_id: JobId, session: TenantSession) -> JobOut:
 @router.post(
     "/{job_id}/cancel", responses={404: {"description": "not_found"}, 409: {"description": "invalid_state"}}
 )
-async def cancel_job(job_id: JobId, session: TenantSession) -> JobOut:
-    """Cancel a job that has not started running (its plugin task, if any, leaves the plugin queue)."""
-    job = await _job(session, job_id, for_update=True)
-    if JobStatus(job.status) not in CANCELLABLE or not await _plugin_task_unclaimed(session, job):
-        raise InvalidState(f"A {job.status} job cannot be cancelled.")
-    job.status = JobStatus.CANCELLED
-    job.next_attempt_at = None
-    if job.action == JobAction.PUBLISH and job.product_id is not None:
-        # The listing never came to be: it must not block a later publish.
-        listing = await session.scalar(
-            select(PlatformListing).where(
-                PlatformListing.product_id == job.product_id,
-                PlatformListing.platform == job.platform,
-                PlatformListing.status == "pending",
-            )
-        )
-        if listing is not None:
-            listing.status = "delisted" if listing.external_id else "failed"
-    await session.flush()
-    await session.refresh(job)
-    return JobOut.of(job)
-
-
-async def _plugin_task_unclaimed(session: TenantSession, job: QueueJob) -> bool:
-    """A waiting_plugin job may be cancelled only while the plugin has not claimed its task."""
-    if job.status != JobStatus.WAITING_PLUGIN:
-        return True
-    return await plugin_tasks.withdraw_unclaimed(session, job.id)
+async def cancel_job(job_id: JobId, principal: CurrentPrincipal, session: TenantSession) -> JobOut:
+    """Cancel a job that has not started running (a Vinted task only while no plugin holds its lease)."""
+    return JobOut.of(await queue.cancel(session, principal.tenant_id, job_id))
 
 
 @router.post(
     "/{job_id}/retry",
     status_code=202,
-    responses={404: {"description": "not_found"}, 409: {"description": "invalid_state"}},
+    responses={
+        403: {"description": "quota_exceeded"},
+        404: {"description": "not_found"},
+        409: {
+            "description": "invalid_state, out_of_stock, platform_not_connected, already_listed "
+            "(a publish is checked like a new publish command)"
+        },
+    },
 )
 async def retry_job(job_id: JobId, principal: CurrentPrincipal, session: TenantSession) -> JobOut:
-    """Run a failed job again from the start of its attempts."""
-    job = await _job(session, job_id, for_update=True)
-    if job.status != JobStatus.FAILED:
-        raise InvalidState(f"Only a failed job can be retried; this one is {job.status}.")
-    job.status = JobStatus.PENDING
-    job.attempts = 0
-    job.error = None
-    job.next_attempt_at = None
-    job.handed_off_at = None
-    if job.action == JobAction.PUBLISH and job.product_id is not None:
-        listing = await session.scalar(
-            select(PlatformListing).where(
-                PlatformListing.product_id == job.product_id, PlatformListing.platform == job.platform
-            )
-        )
-        if listing is not None and listing.status == "failed":
-            listing.status = "pending"
-    await session.flush()
-    await queue.note_tenant_work(session, principal.tenant_id)
-    await session.execute(
-        text("SELECT pg_notify(:channel, :message)"),
-        {
-            "channel": queue.NOTIFY_CHANNEL,
-            "message": f"{principal.tenant_id}:{job.id}:{job.platform}:{job.runs + 1}",
-        },
-    )
-    await session.refresh(job)
-    return JobOut.of(job)
+    """Run a failed job again from its first attempt, afresh at the marketplace."""
+    return JobOut.of(await publishing.retry(session, principal.tenant_id, job_id))

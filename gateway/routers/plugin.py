@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import select
 
 from domain.errors import NotFound
@@ -64,35 +64,58 @@ def _task_out(task: PluginTask, vinted_users: dict[int, str]) -> TaskOut:
 
 @router.get("/tasks")
 async def poll_tasks(
+    request: Request,
     principal: CurrentPrincipal,
     services: Services,
     session: PublicSession,
     wait: Annotated[int, Query(ge=0, le=30, description="Seconds to wait for a task.")] = 25,
     limit: Annotated[int, Query(ge=1, le=50, description="Most tasks to claim.")] = 10,
 ) -> TaskBatch:
-    """Long poll: claim up to `limit` ready tasks under a 60 s lease, as soon as one is ready."""
+    """Long poll: claim up to `limit` ready tasks under a 60 s lease, as soon as one is ready.
+
+    A task is handed out for the first time only within its Vinted member's budget (at most
+    VINTED_RATE_LIMIT requests of one member handed to plugins in any window), so tasks released while the
+    plugin was away reach Vinted at the budget's pace, not in one burst. A client that has gone away
+    claims nothing.
+    """
     # Waiting must not pin a pooled connection: end the authentication transaction now; each look below
     # is its own short tenant transaction.
     await session.commit()
-    prefix = services.settings.tenant_schema_prefix
+    settings = services.settings
+    prefix = settings.tenant_schema_prefix
+    window = settings.vinted_rate_window_seconds
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     with services.plugin_hub.subscription(principal.tenant_id) as woken:
         while True:
             woken.clear()
+            if await request.is_disconnected():
+                log.info("plugin_poll_abandoned")
+                return TaskBatch(tasks=[])
             async with tenant_transaction(services.db.session_factory, prefix, principal.tenant_id) as tenant:
-                tasks = await plugin_tasks.claim_ready(tenant, limit)
+                tasks = await plugin_tasks.claim_ready(
+                    tenant, limit, budget=settings.vinted_rate_limit, window_seconds=window
+                )
                 if tasks:
                     rows = await tenant.execute(select(VintedAccount.id, VintedAccount.vinted_user_id))
                     users = {int(row[0]): str(row[1]) for row in rows}
                     log.info("plugin_tasks_claimed", count=len(tasks))
                     return TaskBatch(tasks=[_task_out(task, users) for task in tasks])
-                next_expiry = await plugin_tasks.next_lease_expiry(tenant)
+                wake_ats = [
+                    moment
+                    for moment in (
+                        await plugin_tasks.next_lease_expiry(tenant),
+                        await plugin_tasks.next_hand_out(tenant, window),
+                    )
+                    if moment is not None
+                ]
+                next_expiry = min(wake_ats) if wake_ats else None
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return TaskBatch(tasks=[])
             if next_expiry is not None:
-                # A leased task comes back when its lease expires; look again then.
+                # A leased task comes back when its lease expires, a held one when its member's window
+                # frees: look again then.
                 remaining = min(remaining, max((next_expiry - datetime.now(UTC)).total_seconds(), 0) + 0.05)
             try:
                 async with asyncio.timeout(remaining):
@@ -136,13 +159,18 @@ async def report_result(
     task = await _locked_task(session, task_id)
     if str(body.lease_id) not in task.leases:
         raise _lease_lost()
-    result = body.model_dump(mode="json", exclude={"lease_id"})
-    if task.finished_at is not None:
+    # PostgreSQL cannot store a NUL character; whatever else the plugin sends is kept as sent.
+    result = plugin_tasks.storable(body.model_dump(mode="json", exclude={"lease_id"}))
+    if task.finished_at is not None and (task.withdrawn_at is None or task.result is not None):
         if task.result == result:
             return ResultOut(id=task.id, status=body.status, job_id=task.job_id)
         raise ProblemError(409, "already_reported", "A different result was already reported for this task.")
     await plugin_tasks.record_result(session, task, result)
-    await queue.resume_after_plugin(session, principal.tenant_id, task.job_id)
+    if task.withdrawn_at is not None:
+        # The job stopped waiting (cancelled after the lease expired, or expired) but the plugin did run it.
+        log.warning("plugin_result_after_withdrawal", task_id=str(task.id), status=body.status)
+    else:
+        await queue.report_plugin_result(session, principal.tenant_id, task.job_id)
     log.info("plugin_result_recorded", task_id=str(task.id), job_id=str(task.job_id), status=body.status)
     return ResultOut(id=task.id, status=body.status, job_id=task.job_id)
 

@@ -29,7 +29,7 @@ import pytest
 from redis.asyncio import Redis
 
 from ops.plugin_client import GapRange, PluginClient, PluginClientConfig, RunSummary, SendWindow
-from ops.rate_limit_usage import MICROSECONDS, vinted_account_key
+from ops.rate_limit_usage import MICROSECONDS, vinted_member_key
 from ops.settings import Settings
 from tests.e2e.conftest import PASSWORD, Storefront, Tenant
 from tests.e2e.processes import PlatformProcesses
@@ -197,8 +197,8 @@ class SlotLog:
         finally:
             await redis.aclose()
 
-    def watch(self, account: int, tenant_id: int) -> None:
-        self.keys[account] = vinted_account_key(tenant_id, account)
+    def watch(self, account: int, member: int) -> None:
+        self.keys[account] = vinted_member_key(str(member))
 
     def of(self, account: int) -> list[float]:
         """When each slot of `account` was taken (epoch seconds, sorted)."""
@@ -282,7 +282,7 @@ async def test_forty_five_publishes_through_the_plugin_respect_the_vinted_window
         second_member=second_member,
         first_products=products[:PRODUCTS],
         second_products=products[PRODUCTS:],
-        slots=SlotLog(e2e_redis_url, {account: vinted_account_key(tenant_id, account)}),
+        slots=SlotLog(e2e_redis_url, {account: vinted_member_key(str(member))}),
         foreign=ForeignPoller(running_platform.api_url, stranger.email),
     )
 
@@ -378,7 +378,7 @@ async def _publish_and_watch(scenario: Scenario) -> None:
     # (d) A second Vinted account of the same tenant has a budget of its own: published while the first is
     # saturated, its tasks are released at once.
     scenario.second_account = second = await _connect_vinted(storefront, seller, scenario.second_member)
-    scenario.slots.watch(second, scenario.tenant_id)
+    scenario.slots.watch(second, scenario.second_member)
     second_jobs = await asyncio.gather(
         *(_publish_to(storefront, seller, product["id"], second) for product in scenario.second_products)
     )

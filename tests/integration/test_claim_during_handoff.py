@@ -39,10 +39,10 @@ async def test_a_claim_waits_for_the_hand_off_mark_instead_of_skipping_the_run(
 
         async def claim() -> object:
             async with tenant_transaction(database.session_factory, prefix, tenant_id) as session:
-                return await queue.claim_job(session, job_id, 1, "worker-test", 30)
+                return await queue.claim(session, tenant_id, job_id, 1, "worker-test", 30)
 
         async with tenant_transaction(database.session_factory, prefix, tenant_id) as dispatcher:
-            await queue.mark_handed_off(dispatcher, job_id, 1)
+            await queue.mark_handed_off(dispatcher, [queue.Handoff(tenant_id, job_id, "ebay", 1)])
             claiming = asyncio.create_task(claim())
             await asyncio.sleep(0.3)
             assert not claiming.done(), "the claim gave up on a row locked by the hand-off mark"

@@ -306,7 +306,7 @@ async def test_a_vanished_worker_out_of_attempts_fails_the_job_and_its_listing(
                 ),
                 {"id": job["id"]},
             )
-            await queue.recover_expired_leases(session)
+            await queue.recover_expired_leases(session, tenant_id)
     finally:
         await database.dispose()
     done = (await client.get(f"/api/jobs/{job['id']}", headers=headers)).json()

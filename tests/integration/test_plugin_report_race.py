@@ -29,26 +29,21 @@ async def test_a_result_reported_before_the_job_waits_sends_it_back_to_its_pool(
                 tenant_id=tenant_id,
                 job_id=job.id,
                 vinted_account_id=1,
+                vinted_user_id="555",
                 operation="create_item",
                 requests=[{"method": "POST", "path": "/api/v2/items/1/delete", "body": None}],
             )
             # A worker's run released the task and has not parked the job yet...
-            await session.execute(
-                text(
-                    "UPDATE plugin_queue SET status = 'running', runs = 1, attempts = 1, "
-                    "lease_owner = 'w1', lease_expires_at = now() + interval '10 seconds', "
-                    "progress = jsonb_build_object('task_id', CAST(:task AS text)) WHERE id = :id"
-                ),
-                {"id": job.id, "task": str(task.id)},
-            )
+            claimed = await queue.claim(session, tenant_id, job.id, 1, "w1", 10)
+            assert claimed is not None
         # ...when the plugin's result arrives (the gateway records it; the job is not waiting yet).
         async with tenant_transaction(database.session_factory, prefix, tenant_id) as session:
             locked = await plugin_tasks.get_task(session, task.id, for_update=True)
             assert locked is not None
             await plugin_tasks.record_result(session, locked, {"status": "success", "responses": []})
-            assert not await queue.resume_after_plugin(session, tenant_id, job.id)
+            assert not await queue.report_plugin_result(session, tenant_id, job.id)
         async with tenant_transaction(database.session_factory, prefix, tenant_id) as session:
-            assert await queue.await_plugin(session, tenant_id, job.id, "w1")
+            assert await queue.park_for_plugin(session, tenant_id, claimed.lease, task.id)
         async with tenant_transaction(database.session_factory, prefix, tenant_id) as session:
             status, attempts = (
                 await session.execute(

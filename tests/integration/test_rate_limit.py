@@ -16,7 +16,7 @@ from ops.rate_limit_usage import (
     RateLimitUsage,
     from_redis_micros,
     read_usage,
-    vinted_account_key,
+    vinted_member_key,
 )
 from workers.rate_limit import Reservation, SlidingWindowLimiter
 
@@ -219,16 +219,15 @@ async def test_the_key_expires_a_window_after_the_last_grant(
     assert WINDOW * 1000 - 5_000 < await redis.pttl(key) <= WINDOW * 1000
 
 
-async def test_account_keys_carry_one_hash_tag_per_account() -> None:
-    key = vinted_account_key(7, 42)
+async def test_member_keys_carry_one_hash_tag_per_vinted_member() -> None:
+    key = vinted_member_key("9001")
 
-    assert key == "stoflow:ratelimit:{vinted:t7:a42}"
-    assert vinted_account_key(7, 42) == key
+    assert key == "stoflow:ratelimit:{vinted:m9001}"
     tags = re.findall(r"\{([^{}]+)\}", key)
-    assert tags == ["vinted:t7:a42"]
-    # Redis Cluster hashes only the tag: any key of this account lands on the same slot.
-    assert key_slot(key.encode()) == key_slot(b"{vinted:t7:a42}") == key_slot(f"{key}:audit".encode())
-    others = {vinted_account_key(7, 43), vinted_account_key(8, 42), vinted_account_key(74, 2)}
+    assert tags == ["vinted:m9001"]
+    # Redis Cluster hashes only the tag: any key of this member lands on the same slot.
+    assert key_slot(key.encode()) == key_slot(b"{vinted:m9001}") == key_slot(f"{key}:audit".encode())
+    others = {vinted_member_key("9002"), vinted_member_key("90011"), vinted_member_key("1")}
     assert key not in others and len(others) == 3
 
 

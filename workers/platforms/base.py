@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain.catalogue import PlatformMappings, ProductSnapshot
+from persistence.queue import Lease
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class JobInput:
     mappings: PlatformMappings
     save_progress: Callable[[dict[str, Any]], Awaitable[None]]
     save_credentials: Callable[[dict[str, Any]], Awaitable[None]]
+    #: this run's hold on the job: a step that changes the job's state in its own transaction names it
+    lease: Lease | None = None
+    #: the product was sold, archived or deleted meanwhile: start nothing new at the marketplace
+    product_gone: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,14 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from sqlalchemy import text
 
-from domain.jobs import JobStatus
+from domain.jobs import USER_MESSAGES, JobErrorCode
 from domain.mapping.vinted import map_to_vinted_item
-from ops.rate_limit_usage import vinted_account_key
+from ops.rate_limit_usage import seed_if_missing, vinted_member_key
 from persistence import plugin_tasks, queue
 from persistence.tenancy import tenant_transaction
-from workers.errors import PermanentPlatformError, RateLimited, TransientPlatformError
+from workers.errors import LeaseLost, PermanentPlatformError, RateLimited, TransientPlatformError
 from workers.platforms.base import JobInput, ListingOutcome
 from workers.rate_limit import SlidingWindowLimiter
 
@@ -92,30 +93,46 @@ class VintedAdapter:
         return await self._release(job, "delete_item", requests)
 
     async def _earlier_task_outcome(self, job: JobInput, *, creating: bool) -> ListingOutcome | None:
-        """The outcome of this job's task released by an earlier run, or None when there is none."""
+        """The outcome of this job's task released by an earlier run, or None when a new one is needed."""
         finished = await self._reported_result(job)
         if finished is not None:
             return await self._conclude(job, finished, creating=creating)
-        if job.progress.get("task_id"):
-            # Released and not yet reported: the job keeps waiting for the plugin.
-            return ListingOutcome(external_id=None, url=None, waiting_plugin=True)
+        if job.product_gone:
+            # Nothing of this publish is on Vinted (no task result says so): start nothing new.
+            raise PermanentPlatformError(
+                JobErrorCode.PRODUCT_CHANGED, USER_MESSAGES[JobErrorCode.PRODUCT_CHANGED]
+            )
         return None
 
     async def _release(self, job: JobInput, operation: str, requests: list[dict[str, Any]]) -> ListingOutcome:
-        """Take one slot per request, then write the task (and remember it on the job) in one transaction."""
+        """Take a slot per request of the member's budget, then write the task and park the job together."""
         account_id = job.payload.get("vinted_account_id")
         if not isinstance(account_id, int):
             raise PermanentPlatformError("platform_not_connected", "The job names no Vinted account.")
-        key = vinted_account_key(job.tenant_id, account_id)
+        assert job.lease is not None
+        app = self._app
+        window = self._limiter.window_seconds
+        async with tenant_transaction(
+            app.db.session_factory, app.settings.tenant_schema_prefix, job.tenant_id
+        ) as session:
+            member = await session.scalar(
+                text("SELECT vinted_user_id FROM vinted_accounts WHERE id = :id"), {"id": account_id}
+            )
+            if member is None:
+                raise PermanentPlatformError(
+                    JobErrorCode.NOT_CONNECTED, "The Vinted account was disconnected."
+                )
+            releases = await plugin_tasks.member_releases(session, str(member), window)
+        key = vinted_member_key(str(member))
+        # Redis may have lost the member's log (flush, restart): rebuild it from PostgreSQL first.
+        await seed_if_missing(app.redis, key, releases, window_seconds=window)
         reservation = await self._limiter.acquire(key, len(requests))
         if not reservation.granted:
             assert reservation.available_at is not None
             raise RateLimited(
-                f"Vinted account {account_id} has no free request slots "
-                f"until {reservation.available_at.isoformat()}.",
+                f"The Vinted member's request budget is spent until {reservation.available_at.isoformat()}.",
                 available_at=reservation.available_at,
             )
-        app = self._app
         async with tenant_transaction(
             app.db.session_factory, app.settings.tenant_schema_prefix, job.tenant_id
         ) as session:
@@ -124,13 +141,13 @@ class VintedAdapter:
                 tenant_id=job.tenant_id,
                 job_id=job.job_id,
                 vinted_account_id=account_id,
+                vinted_user_id=str(member),
                 operation=operation,
                 requests=requests,
             )
-            if not await queue.save_progress(session, job.job_id, app.owner, {"task_id": str(task.id)}):
-                raise TransientPlatformError("The lease was lost before the task was written.")
-            # Parked in the same transaction: the plugin cannot report before the job waits for it.
-            await queue.finish_job(session, job.job_id, app.owner, JobStatus.WAITING_PLUGIN)
+            # Parked in the same transaction: the plugin cannot see the task before the job waits for it.
+            if not await queue.park_for_plugin(session, job.tenant_id, job.lease, task.id):
+                raise LeaseLost()
         log.info("plugin_task_released", task_id=str(task.id), operation=operation, slots=len(requests))
         return ListingOutcome(external_id=None, url=None, waiting_plugin=True)
 
@@ -148,14 +165,17 @@ class VintedAdapter:
         return dict(task.result)
 
     async def _conclude(self, job: JobInput, result: dict[str, Any], *, creating: bool) -> ListingOutcome:
-        responses = [response for response in result.get("responses", []) if isinstance(response, dict)]
+        raw = result.get("responses")
+        responses = (
+            [response for response in raw if isinstance(response, dict)] if isinstance(raw, list) else []
+        )
         if result.get("status") == "success":
             if not creating:
                 listing = job.listing or {}
                 return ListingOutcome(external_id=listing.get("external_id"), url=listing.get("url"))
             return _created_listing(responses)
         last = responses[-1] if responses else {"http_status": 0, "body": None}
-        status = int(last.get("http_status") or 0)
+        status = _http_status(last.get("http_status"))
         message = _vinted_message(last.get("body"), result.get("error"))
         challenged = status == 403 and _is_challenge(last.get("body"))
         if status == 0 or status == 429 or status >= 500 or challenged:
@@ -204,20 +224,37 @@ def _created_listing(responses: list[dict[str, Any]]) -> ListingOutcome:
     )
 
 
+def _http_status(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _is_challenge(body: Any) -> bool:
     text = str(body).lower()
     return any(marker in text for marker in _CHALLENGE_MARKERS)
 
 
 def _vinted_message(body: Any, error: Any) -> str:
+    """Vinted's own words for a refusal, read from whatever shape the body has (never raises)."""
+    parts: list[str] = []
     if isinstance(body, dict):
-        parts = [str(body.get("message") or body.get("message_code") or "")]
-        for entry in body.get("errors") or []:
-            if isinstance(entry, dict):
-                parts.append(f"{entry.get('field')}: {entry.get('value')}")
-        text = "; ".join(part for part in parts if part)
-        if text:
-            return text
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
-    return str(body)[:500] if body else "no response"
+        for field in ("message", "message_code", "error", "error_description"):
+            value = body.get(field)
+            if isinstance(value, str | int | float) and str(value).strip():
+                parts.append(str(value))
+                break
+        entries = body.get("errors")
+        if isinstance(entries, list):
+            for entry in entries[:10]:
+                if isinstance(entry, dict):
+                    parts.append(f"{entry.get('field')}: {entry.get('value') or entry.get('message')}")
+                elif isinstance(entry, str):
+                    parts.append(entry)
+    if not parts and isinstance(error, dict) and isinstance(error.get("message"), str):
+        parts.append(error["message"])
+    if not parts and body:
+        parts.append(str(body))
+    text = "; ".join(part for part in parts if part) or "Vinted refused the request without a message."
+    return text[:500]
