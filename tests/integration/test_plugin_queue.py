@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import secrets
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -30,16 +31,29 @@ def _jpeg() -> bytes:
     return buffer.getvalue()
 
 
-async def _vinted_tenant(client: httpx.AsyncClient) -> tuple[dict[str, str], int, int]:
+#: The Vinted member behind each account the tests connect (its budget is the member's, across tenants).
+MEMBERS: dict[int, str] = {}
+
+
+def new_member() -> str:
+    """A Vinted member id no other test uses: budgets belong to members, and tests must not share one."""
+    return str(secrets.randbelow(10**9) + 10**9)
+
+
+async def _vinted_tenant(
+    client: httpx.AsyncClient, member: str | None = None
+) -> tuple[dict[str, str], int, int]:
     """A tenant with one Vinted account; returns headers, tenant id and account id."""
     body = await register(client)
     headers = bearer(body)
+    member = member or new_member()
     account = await client.post(
         "/api/integrations/vinted/accounts",
-        json={"vinted_user_id": 4242, "username": "resell_fr"},
+        json={"vinted_user_id": int(member), "username": "resell_fr"},
         headers=headers,
     )
     assert account.status_code == 201, account.text
+    MEMBERS[int(account.json()["id"])] = member
     return headers, int(body["user"]["tenant_id"]), int(account.json()["id"])
 
 
@@ -91,7 +105,7 @@ async def test_publish_to_vinted_through_the_plugin(
         assert poll.status_code == 200, poll.text
         [task] = poll.json()["tasks"]
         assert task["job_id"] == job_id and task["operation"] == "create_item"
-        assert task["vinted_account_id"] == account_id and task["vinted_user_id"] == "4242"
+        assert task["vinted_account_id"] == account_id and task["vinted_user_id"] == MEMBERS[account_id]
         assert [request["path"] for request in task["requests"]] == [
             "/api/v2/photos",
             "/api/v2/item_upload/items",

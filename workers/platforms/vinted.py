@@ -97,7 +97,7 @@ class VintedAdapter:
         finished = await self._reported_result(job)
         if finished is not None:
             return await self._conclude(job, finished, creating=creating)
-        if job.product_gone:
+        if creating and job.product_gone:
             # Nothing of this publish is on Vinted (no task result says so): start nothing new.
             raise PermanentPlatformError(
                 JobErrorCode.PRODUCT_CHANGED, USER_MESSAGES[JobErrorCode.PRODUCT_CHANGED]
