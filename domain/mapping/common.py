@@ -10,10 +10,16 @@ Errors (all `domain.errors.DomainError`; workers turn `code` into the job's `err
 
 A mapping entry's `verified` flag is data quality, not permission: unverified ids map like verified
 ones. What never happens is a guessed or default marketplace id standing in for a missing one.
+
+An entry `{"none": reason}` records that the marketplace has no equivalent (or that none could be
+found in public material): it maps to MappingMissing carrying that reason, so the seller reads why.
+An entry whose id depends on who the item is for carries `<field>_by_gender` (`{gender code: id}`):
+Vinted and eBay file kids' items under girls, boys or baby, so the product's gender picks the id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TypeVar
 
@@ -131,6 +137,21 @@ def category_root(category: str) -> str | None:
     return root if root in CATEGORY_ROOTS else None
 
 
+def mapping_entry(
+    mappings: PlatformMappings, platform: str, attribute: str, code: str | None
+) -> Mapping[str, object]:
+    """Return an attribute's mapping entry, or raise MappingMissing (unset, no entry, or marked `none`)."""
+    if code is None:
+        raise MappingMissing(attribute, platform)
+    fields = mappings.lookup(platform, ATTRIBUTE_KINDS[attribute], code)
+    if fields is None:
+        raise MappingMissing(attribute, platform, code)
+    reason = fields.get("none")
+    if isinstance(reason, str):
+        raise MappingMissing(attribute, platform, code, reason)
+    return fields
+
+
 def mapped_field(
     mappings: PlatformMappings,
     platform: str,
@@ -140,15 +161,39 @@ def mapped_field(
     expected: type[T],
 ) -> T:
     """Return one field of an attribute's mapping, or raise MappingMissing naming attribute and platform."""
-    if code is None:
-        raise MappingMissing(attribute, platform)
-    fields = mappings.lookup(platform, ATTRIBUTE_KINDS[attribute], code)
-    if fields is None:
-        raise MappingMissing(attribute, platform, code)
+    fields = mapping_entry(mappings, platform, attribute, code)
     value = fields.get(field_name)
     # bool is an int subclass, and an empty string is no value: neither is a usable id.
     if not isinstance(value, expected) or isinstance(value, bool) or value == "":
         raise MappingMissing(attribute, platform, code, f"its mapping has no {field_name}")
+    return value
+
+
+def gendered_field(
+    mappings: PlatformMappings,
+    platform: str,
+    attribute: str,
+    product: ProductSnapshot,
+    field_name: str,
+    expected: type[T],
+) -> T:
+    """Return a field of the attribute's mapping, or its `<field>_by_gender` id for the product's gender."""
+    code = getattr(product, attribute)
+    fields = mapping_entry(mappings, platform, attribute, code)
+    by_gender = fields.get(f"{field_name}_by_gender")
+    if not isinstance(by_gender, Mapping):
+        return mapped_field(mappings, platform, attribute, code, field_name, expected)
+    if product.gender is None:
+        reason = f"{platform} files {attribute} {code!r} by gender ({', '.join(by_gender)})"
+        raise MappingMissing("gender", platform, None, reason)
+    value = by_gender.get(product.gender)
+    if not isinstance(value, expected) or isinstance(value, bool) or value == "":
+        raise MappingMissing(
+            "gender",
+            platform,
+            product.gender,
+            f"{platform} has no {attribute} {code!r} for it; it takes {', '.join(by_gender)}",
+        )
     return value
 
 

@@ -1,8 +1,12 @@
 """Stoflow product -> eBay Sell Inventory API payloads (inventory item, then offer).
 
 Required attributes (MappingMissing when unset or unmapped):
-- `category` -> offer `categoryId` (ebay.json `categories.category_id`);
-- `condition` -> inventory item `condition` (`conditions.condition`, an eBay ConditionEnum value).
+- `category` -> offer `categoryId` (ebay.json `categories.category_id`, a leaf of eBay's tree; kids'
+  categories carry `category_id_by_gender`, eBay splitting them into Girls, Boys, Unisex and Baby);
+- `condition` -> inventory item `condition` (`conditions.condition`, an eBay ConditionEnum value);
+- every item specific the leaf category requires (`categories.required_aspects`, e.g. Brand, Size,
+  Department): eBay refuses to publish without them, so a product that cannot fill one is
+  mapping_missing naming the aspect and the attribute that fills it, before any call.
 
 Optional attributes become item aspects when set, and must then map (a set attribute is never dropped
 silently): `brand` -> Brand, `color` -> Color, `size` -> Size, `material` -> Material,
@@ -25,12 +29,15 @@ from dataclasses import dataclass
 
 from domain.catalogue import PlatformMappings, ProductSnapshot
 from domain.mapping.common import (
+    MappingMissing,
     PolicyViolation,
     category_root,
     format_price,
+    gendered_field,
     listing_description,
     listing_sku,
     mapped_field,
+    mapping_entry,
     optional_mapped_field,
     truncate_title,
 )
@@ -67,7 +74,8 @@ MARKETPLACE_CURRENCIES: dict[str, str] = {
     "EBAY_AU": "AUD",
 }
 
-# Product field -> (aspect name, mapping field), in the order the aspects are sent.
+# Product field -> (aspect name, mapping field), in the order the aspects are sent. The category's
+# `recommended_aspects` are filled from these too; only the required ones fail when unset.
 _ASPECTS: tuple[tuple[str, str, str], ...] = (
     ("brand", "Brand", "aspect"),
     ("color", "Color", "aspect"),
@@ -77,6 +85,9 @@ _ASPECTS: tuple[tuple[str, str, str], ...] = (
     ("style", "Style", "aspect"),
     ("pattern", "Pattern", "aspect"),
 )
+
+
+_ATTRIBUTE_OF_ASPECT: dict[str, str] = {aspect: attribute for attribute, aspect, _ in _ASPECTS}
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,9 @@ def map_to_ebay_inventory_item(product: ProductSnapshot, mappings: PlatformMappi
     description = listing_description(product)
     check_text_length(description, DESCRIPTION_MAX, PLATFORM, "description")
     condition = mapped_field(mappings, PLATFORM, "condition", product.condition, "condition", str)
+    category_id = gendered_field(mappings, PLATFORM, "category", product, "category_id", str)
+    aspects = _aspects(product, mappings)
+    _check_required_aspects(product, mappings, category_id, aspects)
     item: dict[str, object] = {
         "availability": {"shipToLocationAvailability": {"quantity": product.stock_quantity}},
         "condition": condition,
@@ -109,7 +123,7 @@ def map_to_ebay_inventory_item(product: ProductSnapshot, mappings: PlatformMappi
     item["product"] = {
         "title": truncate_title(product.title, TITLE_MAX),
         "description": description,
-        "aspects": _aspects(product, mappings),
+        "aspects": aspects,
         "imageUrls": list(product.image_urls[:IMAGES_MAX]),
     }
     return item
@@ -129,7 +143,7 @@ def map_to_ebay_offer(
         )
     check_listing_policy(product, ListingPolicy(PLATFORM, frozenset({currency})))
     _check_sku(product)
-    category_id = mapped_field(mappings, PLATFORM, "category", product.category, "category_id", str)
+    category_id = gendered_field(mappings, PLATFORM, "category", product, "category_id", str)
     return {
         "sku": listing_sku(product),
         "marketplaceId": account.marketplace_id,
@@ -163,6 +177,21 @@ def _aspects(product: ProductSnapshot, mappings: PlatformMappings) -> dict[str, 
         if value is not None:
             aspects[aspect] = [value]
     return aspects
+
+
+def _check_required_aspects(
+    product: ProductSnapshot, mappings: PlatformMappings, category_id: str, aspects: dict[str, list[str]]
+) -> None:
+    """Raise MappingMissing for the first item specific the category requires that no attribute filled."""
+    required = mapping_entry(mappings, PLATFORM, "category", product.category).get("required_aspects")
+    if not isinstance(required, list):
+        return
+    for aspect in required:
+        if isinstance(aspect, str) and aspect not in aspects:
+            attribute = _ATTRIBUTE_OF_ASPECT.get(aspect, aspect)
+            raise MappingMissing(
+                attribute, PLATFORM, None, f"eBay category {category_id} requires the item specific {aspect}"
+            )
 
 
 def _check_sku(product: ProductSnapshot) -> None:

@@ -6,7 +6,9 @@ before today (the 1990s end in 1999: eligible from 2019; the 2010s never before 
 decade too recent, is NotEligible, raised before anything else so that nothing is sent.
 
 Required attributes (MappingMissing when unset or unmapped):
-- `decade` -> `when_made` (etsy.json `decades.when_made`; unset is NotEligible, see above);
+- `decade` -> `when_made`, computed by `etsy_when_made` from the decade and today's date (unset is
+  NotEligible, see above): Etsy renames its recent ranges every January (`2020_2025` became
+  `2020_2026`), so a table of them expires; the rule behind them does not;
 - `category` -> `taxonomy_id` (`categories.taxonomy_id`).
 
 Fixed values: `who_made` is `someone_else` (we resell, we did not make it), `is_supply` is false, `type`
@@ -74,6 +76,27 @@ def check_etsy_eligibility(product: ProductSnapshot, *, today: date) -> None:
         )
 
 
+def etsy_when_made(decade: str, *, today: date) -> str:
+    """Return Etsy's `when_made` for an item made in `decade` (a code like `1970s`), as of `today`.
+
+    Etsy names whole past decades `1900s`…`1990s`. The current century's buckets move with the year:
+    in year Y, items from 2000 to Y-20 are `2000_{Y-20}` (vintage) and Y-19 to 2009 are `{Y-19}_2009`
+    (2025: `2000_2005`, `2006_2009`; 2026: `2000_2006`, `2007_2009`). A decade that is wholly 20 years
+    old is named like the older ones (`2000s` from 2029), the same rule carried forward.
+    """
+    match = _DECADE_CODE.fullmatch(decade)
+    if match is None:
+        raise NotEligible(PLATFORM, f"cannot tell the age of decade {decade!r}", field="decade")
+    start = int(match.group(1)) * 10
+    vintage_until = today.year - VINTAGE_MIN_AGE_YEARS
+    if start + 9 <= vintage_until:
+        return f"{start}s"
+    if start <= vintage_until:
+        return f"{start}_{vintage_until}"
+    too_recent = f"vintage means at least {VINTAGE_MIN_AGE_YEARS} years old, and the {decade} are not"
+    raise NotEligible(PLATFORM, too_recent, field="decade")
+
+
 def map_to_etsy_listing(
     product: ProductSnapshot, mappings: PlatformMappings, shop: EtsyShopSettings, *, today: date
 ) -> dict[str, object]:
@@ -89,7 +112,8 @@ def map_to_etsy_listing(
             max_quantity=MAX_QUANTITY,
         ),
     )
-    when_made = mapped_field(mappings, PLATFORM, "decade", product.decade, "when_made", str)
+    # Eligibility guarantees a decade code that parses.
+    when_made = etsy_when_made(product.decade or "", today=today)
     taxonomy_id = mapped_field(mappings, PLATFORM, "category", product.category, "taxonomy_id", int)
     listing: dict[str, object] = {
         "quantity": product.stock_quantity,

@@ -4,17 +4,19 @@ Vinted has no public API; the shape is the one the web app sends and public clie
 `{"item": {...}, "feedback_id": null, "push_up": false, "parcel": null}`.
 
 Required attributes (MappingMissing when unset or unmapped):
-- `category` -> `catalog_id` (vinted.json `categories.catalog_id`);
+- `category` -> `catalog_id` (vinted.json `categories.catalog_id`). Vinted files kids' items under
+  Girls or Boys, so a kids' category carries `catalog_id_by_gender` and the product's gender picks it;
 - `condition` -> `status_id` (`conditions.status_id`);
-- `brand` -> `brand_id` (`brands.brand_id`). Captured payloads carry a free-text `brand` only as `""`
-  beside an id, and nothing shows Vinted taking a name without an id, so a brand with no Vinted id is
-  mapping_missing rather than a guess; the fix is to add its id from Vinted's brand search.
+- `brand` -> `brand_id` (`brands.brand_id`), or, for a brand missing from Vinted's brand list, the
+  free-text path: `brand_id` null and `brand` set to the name (`brands.brand_title`). The upload body
+  carries that `brand` text field beside `brand_id`, and Vinted's list holds member-created brands
+  with very high ids, which is how a typed name becomes a brand (see ops/reference_data/README.md).
 
 Optional attributes, which must map when set:
-- `size` -> `size_id`. Vinted's size ids depend on the catalogue's gender, so the id is chosen by the
-  category's root: `women` -> the mapping's `size_id`, `men` -> its `size_id_men`. Kids' size ids are
-  not in the data yet, so a sized kids' product is mapping_missing. Unset: `size_id` is null
-  (bags and most accessories have no size).
+- `size` -> `size_id`. Vinted's size ids belong to a size group (women's clothing, men's shoes,
+  kids' ages...), and each leaf catalogue uses one: the category mapping's `size_group` picks the id
+  from the size mapping's `size_ids`. A size the group lacks, or a size on a catalogue that takes
+  none (bags), is mapping_missing. Unset: `size_id` is null.
 - `color` -> `color_ids`. Vinted takes at most two colours; a product carries one colour, so the list
   holds that one (or is empty when unset).
 - `gender` `unisex` sets `is_unisex`.
@@ -31,15 +33,16 @@ Description: the product's own, else its title (Vinted refuses an empty one); ne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from domain.catalogue import PlatformMappings, ProductSnapshot
 from domain.mapping.common import (
     MappingMissing,
-    category_root,
+    gendered_field,
     listing_description,
     mapped_field,
+    mapping_entry,
     optional_mapped_field,
     price_number,
     truncate_title,
@@ -57,9 +60,6 @@ PACKAGE_SIZE_SMALL = 1
 #: The currencies of the countries Vinted operates in.
 CURRENCIES: frozenset[str] = frozenset({"EUR", "GBP", "PLN", "CZK", "SEK", "DKK", "HUF", "RON"})
 
-# Category root -> the size mapping field holding that catalogue's size id.
-_SIZE_FIELDS: dict[str, str] = {"women": "size_id", "men": "size_id_men"}
-
 
 def map_to_vinted_item(
     product: ProductSnapshot,
@@ -73,15 +73,16 @@ def map_to_vinted_item(
     check_images(product, PLATFORM)
     description = listing_description(product)
     check_text_length(description, DESCRIPTION_MAX, PLATFORM, "description")
-    catalog_id = mapped_field(mappings, PLATFORM, "category", product.category, "catalog_id", int)
+    catalog_id = gendered_field(mappings, PLATFORM, "category", product, "catalog_id", int)
     status_id = mapped_field(mappings, PLATFORM, "condition", product.condition, "status_id", int)
-    brand_id = mapped_field(mappings, PLATFORM, "brand", product.brand, "brand_id", int)
+    brand_id, brand_title = _brand(product, mappings)
     item: dict[str, object] = {
         "id": item_id,
         "currency": product.currency,
         "title": truncate_title(product.title, TITLE_MAX),
         "description": description,
         "brand_id": brand_id,
+        "brand": brand_title,
         "size_id": _size_id(product, mappings),
         "catalog_id": catalog_id,
         "is_unisex": product.gender == "unisex",
@@ -94,16 +95,39 @@ def map_to_vinted_item(
     return {"item": item, "feedback_id": None, "push_up": False, "parcel": None}
 
 
+def _brand(product: ProductSnapshot, mappings: PlatformMappings) -> tuple[int | None, str]:
+    """Return `(brand_id, brand)`: Vinted's id with an empty text, or no id and the brand's name."""
+    fields = mapping_entry(mappings, PLATFORM, "brand", product.brand)
+    brand_id = fields.get("brand_id")
+    if isinstance(brand_id, int) and not isinstance(brand_id, bool) and brand_id > 0:
+        return brand_id, ""
+    title = fields.get("brand_title")
+    if isinstance(title, str) and title.strip():
+        return None, title.strip()
+    raise MappingMissing("brand", PLATFORM, product.brand, "its mapping has neither brand_id nor brand_title")
+
+
 def _size_id(product: ProductSnapshot, mappings: PlatformMappings) -> int | None:
-    """Pick the size id of the catalogue (women's or men's) the category belongs to."""
+    """Pick the size id of the size group the product's catalogue uses."""
     if product.size is None:
         return None
-    # The category was mapped before this is called, so it is set.
-    root = category_root(product.category or "")
-    size_field = _SIZE_FIELDS.get(root or "")
-    if size_field is None:
-        raise MappingMissing("size", PLATFORM, product.size, f"no {root or 'unknown'} size ids in the data")
-    return mapped_field(mappings, PLATFORM, "size", product.size, size_field, int)
+    # The category was mapped before this is called, so its entry exists.
+    category = mapping_entry(mappings, PLATFORM, "category", product.category)
+    group = category.get("size_group")
+    if not isinstance(group, int) or isinstance(group, bool):
+        raise MappingMissing(
+            "size", PLATFORM, product.size, f"Vinted asks no size for category {product.category!r}"
+        )
+    size_ids = mapping_entry(mappings, PLATFORM, "size", product.size).get("size_ids")
+    size_id = size_ids.get(str(group)) if isinstance(size_ids, Mapping) else None
+    if not isinstance(size_id, int) or isinstance(size_id, bool):
+        raise MappingMissing(
+            "size",
+            PLATFORM,
+            product.size,
+            f"Vinted's size group {group}, used by category {product.category!r}, has no such size",
+        )
+    return size_id
 
 
 def _color_ids(product: ProductSnapshot, mappings: PlatformMappings) -> list[int]:

@@ -122,6 +122,12 @@ def _parse_platform(platform: str, document: object) -> dict[str, dict[str, dict
                 raise ReferenceDataError(f"{name}: {kind}.{code} must be an object with a boolean 'verified'")
             if len(fields) < 2:
                 raise ReferenceDataError(f"{name}: {kind}.{code} has no platform field")
+            if "none" in fields:
+                reason = fields["none"]
+                if not isinstance(reason, str) or not reason.strip():
+                    raise ReferenceDataError(f"{name}: {kind}.{code} 'none' must give the reason")
+                if set(fields) - {"none", "verified"}:
+                    raise ReferenceDataError(f"{name}: {kind}.{code} is marked 'none' and also mapped")
             checked[str(code)] = dict(fields)
         mappings[str(kind)] = checked
     return mappings

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 
+from ops.sandbox.ebay_aspects import missing_aspect_errors
 from ops.sandbox.faults import PlatformHooks
 from ops.sandbox.state import AccessToken, EbayAccount, EbayOffer, JsonDict, SandboxState, state_of
 
@@ -547,6 +548,7 @@ def _publish_problems(seller: EbayAccount, offer: EbayOffer) -> list[JsonDict]:
         return [user_error(f"No inventory item exists for SKU {offer.sku}.", ("sku", offer.sku))]
     problems = _inventory_item_problems(item)
     body = offer.body
+    problems.extend(missing_aspect_errors(item, body.get("categoryId")))
     if not isinstance(body.get("pricingSummary"), dict):
         problems.append(
             error_entry(

@@ -35,7 +35,7 @@ def ebay_item(quantity: int = 1) -> dict[str, Any]:
             "title": "Levi's 501 jean W32 L34",
             "description": "Bon état",
             "imageUrls": ["https://img.example/1.jpg"],
-            "aspects": {"Marque": ["Levi's"]},
+            "aspects": {"Brand": ["Levi's"], "Size": ["W32"], "Department": ["Men"]},
         },
     }
 

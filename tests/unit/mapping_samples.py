@@ -23,9 +23,19 @@ UPDATE_GOLDEN = os.environ.get("STOFLOW_UPDATE_GOLDEN") == "1"
 NESTED_MAPPINGS: dict[str, dict[str, dict[str, dict[str, object]]]] = {
     "ebay": {
         "categories": {
-            "women_dresses": {"category_id": "63861", "verified": True},
-            "men_jeans": {"category_id": "11483", "verified": True},
-            "kids_girls_dresses": {"category_id": "11475", "verified": False},
+            "women_dresses": {
+                "category_id": "63861",
+                "required_aspects": ["Brand", "Size", "Department"],
+                "recommended_aspects": ["Color", "Material", "Style", "Pattern"],
+                "verified": True,
+            },
+            "men_jeans": {"category_id": "11483", "required_aspects": ["Brand", "Size"], "verified": True},
+            "kids_girls_dresses": {
+                "category_id_by_gender": {"girls": "51581", "baby_girls": "260021"},
+                "required_aspects": ["Department"],
+                "verified": True,
+            },
+            "women_necklaces": {"none": "not in the dumped tree", "verified": False},
         },
         "conditions": {
             "new_with_tags": {"condition": "NEW", "verified": True},
@@ -45,6 +55,7 @@ NESTED_MAPPINGS: dict[str, dict[str, dict[str, dict[str, object]]]] = {
             "women": {"department": "Women", "verified": True},
             "men": {"department": "Men", "verified": True},
             "unisex": {"department": "Unisex Adults", "verified": False},
+            "girls": {"department": "Girls", "verified": False},
         },
     },
     "etsy": {
@@ -52,29 +63,35 @@ NESTED_MAPPINGS: dict[str, dict[str, dict[str, dict[str, object]]]] = {
             "women_dresses": {"taxonomy_id": 374, "verified": False},
             "men_jeans": {"taxonomy_id": 374, "verified": False},
         },
-        "decades": {
-            "1970s": {"when_made": "1970s", "verified": True},
-            "1990s": {"when_made": "1990s", "verified": True},
-            "2000s": {"when_made": "2000_2005", "verified": False},
-            "2010s": {"when_made": "2010_2019", "verified": True},
-        },
     },
     "vinted": {
         "categories": {
-            "women_dresses": {"catalog_id": 10, "verified": True},
-            "men_jeans": {"catalog_id": 257, "verified": False},
-            "women_coats": {"catalog_id": 1907, "package_size_id": 2, "verified": False},
-            "kids_girls_dresses": {"catalog_id": 1193, "verified": False},
+            "women_dresses": {"catalog_id": 10, "size_group": 4, "verified": True},
+            "men_jeans": {"catalog_id": 257, "size_group": 77, "verified": True},
+            "women_coats": {"catalog_id": 1907, "size_group": 4, "package_size_id": 2, "verified": False},
+            "women_handbags": {"catalog_id": 156, "verified": True},
+            "kids_girls_dresses": {
+                "catalog_id_by_gender": {"girls": 1247},
+                "size_group": 32,
+                "verified": True,
+            },
+            "women": {"none": "a parent node", "verified": True},
         },
         "conditions": {
             "new_with_tags": {"status_id": 6, "verified": True},
             "very_good": {"status_id": 2, "verified": True},
             "good": {"status_id": 3, "verified": True},
         },
-        "brands": {"levis": {"brand_id": 10, "verified": True}, "zara": {"brand_id": 12, "verified": True}},
+        "brands": {
+            "levis": {"brand_id": 10, "verified": True},
+            "zara": {"brand_id": 12, "verified": True},
+            "sezane": {"brand_title": "Sézane", "verified": False},
+        },
         "sizes": {
-            "m": {"size_id": 4, "size_id_men": 208, "verified": True},
-            "xxs": {"size_id": 102, "verified": True},
+            "m": {"size_ids": {"4": 4, "14": 208, "77": 1652}, "verified": True},
+            "xxs": {"size_ids": {"4": 102}, "verified": True},
+            "kids_8_years": {"size_ids": {"32": 627}, "verified": True},
+            "l32": {"none": "Vinted sizes trousers by waist only", "verified": True},
         },
         "colors": {"blue": {"color_id": 9, "verified": True}, "black": {"color_id": 1, "verified": False}},
     },

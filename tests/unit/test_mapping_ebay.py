@@ -112,10 +112,28 @@ def test_a_set_but_unmapped_aspect_is_mapping_missing(attribute: str, kind: str,
     assert (caught.value.attribute, caught.value.platform, caught.value.value) == (attribute, "ebay", code)
 
 
-def test_unset_aspects_are_left_out() -> None:
-    bare = product(brand=None, color=None, size=None, material=None, style=None, pattern=None, gender=None)
+def test_unset_recommended_aspects_are_left_out() -> None:
+    bare = product(color=None, material=None, style=None, pattern=None, gender=None)
 
-    assert aspects(map_to_ebay_inventory_item(bare, MAPPINGS)) == {"Department": ["Women"]}
+    assert aspects(map_to_ebay_inventory_item(bare, MAPPINGS)) == {
+        "Brand": ["Zara"],
+        "Size": ["M"],
+        "Department": ["Women"],
+    }
+
+
+@pytest.mark.parametrize(("attribute", "aspect"), [("brand", "Brand"), ("size", "Size")])
+def test_a_required_aspect_left_unset_is_mapping_missing_naming_it(attribute: str, aspect: str) -> None:
+    with pytest.raises(MappingMissing, match=f"requires the item specific {aspect}") as caught:
+        map_to_ebay_inventory_item(product(**{attribute: None}), MAPPINGS)
+
+    assert (caught.value.attribute, caught.value.platform) == (attribute, "ebay")
+    assert "63861" in str(caught.value)
+
+
+def test_a_category_marked_none_is_mapping_missing_with_its_reason() -> None:
+    with pytest.raises(MappingMissing, match="not in the dumped tree"):
+        map_to_ebay_inventory_item(product(category="women_necklaces"), MAPPINGS)
 
 
 def test_department_comes_from_the_category_root_without_a_gender() -> None:
@@ -138,10 +156,20 @@ def test_gender_wins_over_the_category_root() -> None:
     assert aspects(item)["Department"] == ["Unisex Adults"]
 
 
-def test_kids_root_gives_no_department() -> None:
-    item = map_to_ebay_inventory_item(product(category="kids_girls_dresses", gender=None), MAPPINGS)
+def test_a_kids_category_takes_its_id_and_department_from_the_gender() -> None:
+    girls = product(category="kids_girls_dresses", gender="girls")
 
-    assert "Department" not in aspects(item)
+    item = map_to_ebay_inventory_item(girls, MAPPINGS)
+
+    assert aspects(item)["Department"] == ["Girls"]
+    assert map_to_ebay_offer(girls, MAPPINGS, ACCOUNT)["categoryId"] == "51581"
+
+
+def test_a_kids_category_without_a_gender_is_mapping_missing() -> None:
+    with pytest.raises(MappingMissing) as caught:
+        map_to_ebay_inventory_item(product(category="kids_girls_dresses", gender=None), MAPPINGS)
+
+    assert caught.value.attribute == "gender"
 
 
 # --- condition notes --------------------------------------------------------------------------------------

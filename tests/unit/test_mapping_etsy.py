@@ -9,7 +9,7 @@ import pytest
 
 from domain.catalogue import PlatformMappings
 from domain.mapping import MappingMissing, NotEligible, PolicyViolation
-from domain.mapping.etsy import EtsyShopSettings, check_etsy_eligibility, map_to_etsy_listing
+from domain.mapping.etsy import EtsyShopSettings, check_etsy_eligibility, etsy_when_made, map_to_etsy_listing
 from ops.reference_data import load_platform_mappings
 from tests.unit.mapping_samples import MAPPINGS, PRODUCT, assert_matches_golden, mappings_without, product
 
@@ -87,19 +87,29 @@ def test_unmapped_category_is_mapping_missing() -> None:
         map_to_etsy_listing(PRODUCT, mappings, SHOP, today=TODAY)
 
 
-def test_unmapped_decade_is_mapping_missing() -> None:
-    mappings = mappings_without("etsy", "decades", "1970s")
+@pytest.mark.parametrize(
+    ("decade", "today", "when_made"),
+    [
+        ("1970s", date(2026, 11, 26), "1970s"),
+        ("1990s", date(2025, 3, 1), "1990s"),
+        ("2000s", date(2029, 1, 1), "2000s"),
+        ("2010s", date(2035, 6, 1), "2010_2015"),
+        ("2010s", date(2039, 1, 1), "2010s"),
+    ],
+)
+def test_when_made_is_computed_from_the_decade_and_today(decade: str, today: date, when_made: str) -> None:
+    assert etsy_when_made(decade, today=today) == when_made
 
-    with pytest.raises(MappingMissing) as caught:
-        map_to_etsy_listing(product(decade="1970s"), mappings, SHOP, today=TODAY)
 
-    assert (caught.value.attribute, caught.value.platform, caught.value.value) == ("decade", "etsy", "1970s")
+def test_when_made_refuses_a_decade_not_yet_vintage() -> None:
+    with pytest.raises(NotEligible):
+        etsy_when_made("2020s", today=date(2026, 1, 1))
 
 
-def test_unverified_when_made_still_maps() -> None:
+def test_the_listing_carries_the_computed_when_made() -> None:
     listing = map_to_etsy_listing(product(decade="2000s"), MAPPINGS, SHOP, today=date(2030, 1, 1))
 
-    assert listing["when_made"] == "2000_2005"
+    assert listing["when_made"] == "2000s"
 
 
 # --- payload ----------------------------------------------------------------------------------------------

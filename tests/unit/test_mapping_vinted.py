@@ -53,11 +53,6 @@ def test_unmapped_required_attribute_is_mapping_missing(attribute: str, kind: st
     assert (caught.value.attribute, caught.value.platform, caught.value.value) == (attribute, "vinted", code)
 
 
-def test_a_brand_without_a_vinted_id_is_mapping_missing_not_free_text() -> None:
-    with pytest.raises(MappingMissing, match="brand 'sezane' has no vinted mapping"):
-        map_to_vinted_item(product(brand="sezane"), MAPPINGS)
-
-
 def test_unverified_category_still_maps() -> None:
     item = item_of(map_to_vinted_item(product(category="men_jeans", gender="men"), MAPPINGS))
 
@@ -67,28 +62,41 @@ def test_unverified_category_still_maps() -> None:
 # --- sizes ------------------------------------------------------------------------------------------------
 
 
-def test_womens_category_uses_the_womens_size_id() -> None:
+def test_womens_category_uses_the_womens_size_group() -> None:
     assert item_of(map_to_vinted_item(product(size="m"), MAPPINGS))["size_id"] == 4
 
 
-def test_mens_category_uses_the_mens_size_id() -> None:
-    men = product(category="men_jeans", size="m")
+def test_mens_jeans_use_the_waist_size_group() -> None:
+    men = product(category="men_jeans", size="m", gender="men")
 
-    assert item_of(map_to_vinted_item(men, MAPPINGS))["size_id"] == 208
+    assert item_of(map_to_vinted_item(men, MAPPINGS))["size_id"] == 1652
 
 
-def test_a_size_without_a_mens_id_is_mapping_missing_in_a_mens_category() -> None:
-    with pytest.raises(MappingMissing, match="size_id_men") as caught:
+def test_a_size_the_categorys_group_lacks_is_mapping_missing() -> None:
+    with pytest.raises(MappingMissing, match="size group 77") as caught:
         map_to_vinted_item(product(category="men_jeans", size="xxs"), MAPPINGS)
 
     assert (caught.value.attribute, caught.value.platform) == ("size", "vinted")
 
 
-def test_a_sized_kids_product_is_mapping_missing() -> None:
-    with pytest.raises(MappingMissing, match="no kids size ids") as caught:
-        map_to_vinted_item(product(category="kids_girls_dresses", size="m"), MAPPINGS)
+def test_a_kids_age_size_maps_in_a_kids_category() -> None:
+    girls = product(category="kids_girls_dresses", gender="girls", size="kids_8_years")
 
-    assert caught.value.attribute == "size"
+    item = item_of(map_to_vinted_item(girls, MAPPINGS))
+
+    assert (item["catalog_id"], item["size_id"]) == (1247, 627)
+
+
+def test_a_size_on_a_category_without_sizes_is_mapping_missing() -> None:
+    with pytest.raises(MappingMissing, match="asks no size"):
+        map_to_vinted_item(product(category="women_handbags", size="m"), MAPPINGS)
+
+
+def test_a_size_marked_none_names_the_reason() -> None:
+    with pytest.raises(MappingMissing, match="waist only") as caught:
+        map_to_vinted_item(product(size="l32"), MAPPINGS)
+
+    assert caught.value.value == "l32"
 
 
 def test_an_unmapped_size_is_mapping_missing() -> None:
@@ -97,10 +105,45 @@ def test_an_unmapped_size_is_mapping_missing() -> None:
 
 
 def test_no_size_sends_null() -> None:
-    assert (
-        item_of(map_to_vinted_item(product(category="kids_girls_dresses", size=None), MAPPINGS))["size_id"]
-        is None
-    )
+    item = item_of(map_to_vinted_item(product(category="women_handbags", size=None), MAPPINGS))
+
+    assert item["size_id"] is None
+
+
+# --- kids, parents, brands --------------------------------------------------------------------------------
+
+
+def test_a_kids_category_without_a_gender_is_mapping_missing_on_gender() -> None:
+    with pytest.raises(MappingMissing, match="girls") as caught:
+        map_to_vinted_item(product(category="kids_girls_dresses", gender=None, size=None), MAPPINGS)
+
+    assert caught.value.attribute == "gender"
+
+
+def test_a_kids_category_for_the_other_gender_is_mapping_missing() -> None:
+    with pytest.raises(MappingMissing, match="it takes girls") as caught:
+        map_to_vinted_item(product(category="kids_girls_dresses", gender="boys", size=None), MAPPINGS)
+
+    assert (caught.value.attribute, caught.value.value) == ("gender", "boys")
+
+
+def test_a_parent_category_is_mapping_missing_with_the_reason() -> None:
+    with pytest.raises(MappingMissing, match="a parent node") as caught:
+        map_to_vinted_item(product(category="women"), MAPPINGS)
+
+    assert (caught.value.attribute, caught.value.value) == ("category", "women")
+
+
+def test_a_brand_with_an_id_sends_an_empty_brand_text() -> None:
+    item = item_of(map_to_vinted_item(PRODUCT, MAPPINGS))
+
+    assert (item["brand_id"], item["brand"]) == (12, "")
+
+
+def test_a_brand_missing_from_vinteds_list_goes_as_free_text() -> None:
+    item = item_of(map_to_vinted_item(product(brand="sezane"), MAPPINGS))
+
+    assert (item["brand_id"], item["brand"]) == (None, "Sézane")
 
 
 # --- colours, gender, parcel ------------------------------------------------------------------------------

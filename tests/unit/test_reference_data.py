@@ -58,14 +58,14 @@ EBAY_DEPARTMENTS = frozenset(
 #: platform -> kind -> {field: type} every mapped code must carry (besides ``verified``).
 REQUIRED_FIELDS: dict[str, dict[str, dict[str, type]]] = {
     "vinted": {
-        "categories": {"catalog_id": int},
-        "brands": {"brand_id": int},
+        "categories": {},
+        "brands": {},
         "colors": {"color_id": int},
         "conditions": {"status_id": int},
         "sizes": {},
     },
     "ebay": {
-        "categories": {"category_id": str},
+        "categories": {"required_aspects": list},
         "conditions": {"condition": str},
         "brands": {"aspect": str},
         "colors": {"aspect": str},
@@ -77,14 +77,34 @@ REQUIRED_FIELDS: dict[str, dict[str, dict[str, type]]] = {
     },
     "etsy": {
         "categories": {"taxonomy_id": int},
-        "decades": {"when_made": str},
+        "conditions": {},
+        "sizes": {},
+        "colors": {},
     },
 }
 OPTIONAL_FIELDS: dict[str, dict[str, dict[str, type]]] = {
     "vinted": {
-        "categories": {"package_size_id": int},
-        "sizes": {"size_id": int, "size_id_men": int},
+        "categories": {
+            "package_size_id": int,
+            "size_group": int,
+            "catalog_id": int,
+            "catalog_id_by_gender": dict,
+        },
+        "brands": {"brand_id": int, "brand_title": str},
+        "sizes": {"size_ids": dict},
     },
+    "ebay": {
+        "categories": {"category_id": str, "category_id_by_gender": dict, "recommended_aspects": list},
+    },
+}
+#: platform -> kind -> the fields of which a mapped (not `none`) entry carries exactly one.
+ONE_OF_FIELDS: dict[str, dict[str, set[str]]] = {
+    "vinted": {
+        "categories": {"catalog_id", "catalog_id_by_gender"},
+        "brands": {"brand_id", "brand_title"},
+        "sizes": {"size_ids"},
+    },
+    "ebay": {"categories": {"category_id", "category_id_by_gender"}},
 }
 
 
@@ -238,7 +258,13 @@ def test_mapping_fields_have_the_right_types() -> None:
             for code, fields in by_code.items():
                 where = f"{platform}.{kind}.{code}"
                 assert isinstance(fields["verified"], bool), where
+                if "none" in fields:
+                    assert set(fields) == {"none", "verified"} and str(fields["none"]).strip(), where
+                    continue
                 assert set(fields) <= {"verified", *required, *optional}, where
+                one_of = ONE_OF_FIELDS.get(platform, {}).get(kind)
+                if one_of:
+                    assert len(one_of & set(fields)) == 1, where
                 for name, expected in (required | optional).items():
                     if name in required or name in fields:
                         value = fields[name]
@@ -251,11 +277,14 @@ def test_mapping_fields_have_the_right_types() -> None:
                             assert str(value).strip(), where
 
 
-def test_vinted_sizes_carry_at_least_one_size_id() -> None:
-    sizes = load_platform_mappings()["vinted"]["sizes"]
+def test_vinted_size_ids_are_keyed_by_a_size_group_some_category_uses() -> None:
+    vinted = load_platform_mappings()["vinted"]
+    groups = {str(f["size_group"]) for f in vinted["categories"].values() if "size_group" in f}
 
-    assert sizes
-    assert all({"size_id", "size_id_men"} & set(fields) for fields in sizes.values())
+    for code, fields in vinted["sizes"].items():
+        for group, size_id in dict(fields.get("size_ids", {})).items():
+            assert group in groups, code
+            assert isinstance(size_id, int) and size_id > 0, code
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -288,7 +317,10 @@ def test_ebay_conditions_are_in_the_enum() -> None:
 
 def test_ebay_category_ids_are_numeric_strings() -> None:
     for code, fields in load_platform_mappings()["ebay"]["categories"].items():
-        assert str(fields["category_id"]).isdigit(), code
+        by_gender = dict(fields.get("category_id_by_gender", {}))
+        ids = [fields["category_id"]] if "category_id" in fields else list(by_gender.values())
+        assert all(str(category_id).isdigit() for category_id in ids), code
+        assert "none" in fields or ids, code
 
 
 def test_ebay_departments_are_known_values() -> None:
@@ -300,14 +332,6 @@ def test_ebay_departments_are_known_values() -> None:
 
 def test_ebay_brand_aspects_cover_every_brand() -> None:
     assert set(load_platform_mappings()["ebay"]["brands"]) == codes("brands")
-
-
-def test_every_decade_maps_to_an_etsy_when_made_value() -> None:
-    decades = load_platform_mappings()["etsy"]["decades"]
-
-    assert set(decades) == codes("decades")
-    assert {fields["when_made"] for fields in decades.values()} <= ETSY_WHEN_MADE
-    assert decades["1970s"]["when_made"] == "1970s"
 
 
 def test_malformed_attribute_row_is_rejected() -> None:
