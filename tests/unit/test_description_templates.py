@@ -62,7 +62,7 @@ def _varied_products(count: int) -> list[tuple[ProductFacts, ProductFacts]]:
             pair.append(
                 ProductFacts(
                     product_id=1000 + index,
-                    language=language,  # type: ignore[arg-type]
+                    language=language,
                     sku=f"SKU-{index:04d}",
                     model=model,
                     label_size=label_size,
