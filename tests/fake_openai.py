@@ -56,6 +56,8 @@ class FakeOpenAI:
     """The server's state: the script it plays and the requests it saw."""
 
     plays: list[Play] = field(default_factory=list)
+    #: What to answer once the script is played out (default: a 500).
+    default: Play = field(default_factory=lambda: Play(status=500))
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     base_url: str = ""
@@ -77,7 +79,7 @@ class FakeOpenAI:
             self.requests.append(body)
             if not body.get("model") or not isinstance(body.get("messages"), list):
                 return JSONResponse(_error_body(400, "you must provide a model parameter"), status_code=400)
-            play = self.plays.pop(0) if self.plays else Play(status=500)
+            play = self.plays.pop(0) if self.plays else self.default
             if play.delay:
                 await asyncio.sleep(play.delay)
             if play.status != 200:

@@ -190,7 +190,9 @@ async def test_a_job_on_the_ai_pool_uses_the_endpoint_and_logs_the_call(
     )
     product = created.json()
     async with running_fake_openai() as fake:
-        fake.plays = [Play(status=429, retry_after_ms=10), completion(GOOD)]
+        # Jobs other tests left pending may reach this worker too: every request gets a usable answer.
+        fake.plays = [Play(status=429, retry_after_ms=10)]
+        fake.default = completion(GOOD)
         settings = migrated.model_copy(
             update={
                 "ai_provider": "openai",

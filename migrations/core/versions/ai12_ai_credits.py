@@ -1,7 +1,7 @@
 """AI credits: each tenant's credits left in its current billing period.
 
 Revision ID: ai12_ai_credits
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-27 09:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "ai12_ai_credits"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """AI descriptions: the credit each job took, and a log of every provider call.
 
 Revision ID: ai12_ai_generation
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-27 09:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "ai12_ai_generation"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
