@@ -267,3 +267,17 @@ async def test_the_openapi_documents_both_routes(client: httpx.AsyncClient) -> N
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert "402" in paths["/api/products/{product_id}/description"]["post"]["responses"]
     assert "get" in paths["/api/ai/credits"]
+
+
+async def test_a_cancelled_job_gives_its_credit_back(client: httpx.AsyncClient, migrated: Settings) -> None:
+    headers, _ = await _tenant(client)
+    product = await _product(client, headers)
+    accepted = await client.post(
+        f"/api/products/{product['id']}/description", json={"language": "fr"}, headers=headers
+    )
+    assert accepted.status_code == 202
+    assert (await _credits(client, headers))["remaining"] == 19
+    cancelled = await client.post(f"/api/jobs/{accepted.json()['id']}/cancel", headers=headers)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert (await _credits(client, headers))["remaining"] == 20
