@@ -18,6 +18,7 @@ from gateway.problems import COMMON_RESPONSES, install_problem_handlers
 from gateway.routers import (
     attributes,
     auth,
+    descriptions,
     health,
     images,
     integrations,
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(images.router)
     app.include_router(images.media_router)
     app.include_router(publications.router)
+    app.include_router(descriptions.router)
     app.include_router(jobs.router)
     app.include_router(integrations.router)
     app.include_router(plugin.router)

@@ -43,6 +43,7 @@ DOMAIN_STATUS: dict[str, int] = {
     "version_conflict": 412,
     "invalid_credentials": 401,
     "tenant_limit_reached": 503,
+    "no_ai_credits": 402,
 }
 
 _STATUS_CODES: dict[int, str] = {

@@ -5,6 +5,7 @@ Build one `Settings` at each entry point and pass it down; nothing reads the env
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -51,8 +52,23 @@ class Settings(BaseSettings):
     etsy_api_key: SecretStr = SecretStr("stoflow-dev-keystring")
 
     ai_provider: Literal["template", "openai"] = "template"
+    #: Any OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, llama.cpp); None: OpenAI's own.
     ai_base_url: str | None = None
     ai_model: str | None = None
+    ai_api_key: SecretStr | None = None
+    ai_timeout_seconds: float = Field(30.0, gt=0)
+    #: HTTP retries of one call (timeouts, 429, 5xx), with the client's backoff and `Retry-After`.
+    ai_max_retries: int = Field(2, ge=0, le=10)
+    #: Calls per job run when the model answers with invalid JSON or text that breaks the listing rules.
+    ai_output_attempts: int = Field(2, ge=1, le=5)
+    #: When the endpoint fails or keeps answering badly, write the copy from the templates instead.
+    ai_fallback_to_template: bool = True
+    #: `json_schema` (OpenAI, vLLM, recent Ollama and llama.cpp) or `json_object` for older servers.
+    ai_response_format: Literal["json_schema", "json_object"] = "json_schema"
+    ai_temperature: float = Field(0.7, ge=0, le=2)
+    #: Price of 1,000 tokens, for the cost column of ai_generation_log (in the account's currency).
+    ai_cost_per_1k_prompt_tokens: Decimal = Field(Decimal(0), ge=0)
+    ai_cost_per_1k_completion_tokens: Decimal = Field(Decimal(0), ge=0)
 
     media_root: str = "./.stoflow/media"
     public_base_url: str = "http://127.0.0.1:8000"

@@ -35,3 +35,23 @@ async def list_attributes(session: AsyncSession, kind: str) -> list[dict[str, An
     table = ATTRIBUTE_TABLES[kind]
     rows = await session.execute(select(table).order_by(table.c.code))
     return [dict(row) for row in rows.mappings()]
+
+
+async def attribute_names(
+    session: AsyncSession, values: Mapping[str, str | None], language: str
+) -> dict[str, str]:
+    """Return the display name, in `language` (fr/en), of each attribute field's code that exists."""
+    wanted = {
+        field: code
+        for field, code in values.items()
+        if field in PRODUCT_ATTRIBUTE_FIELDS and code is not None
+    }
+    if not wanted:
+        return {}
+    branches: list[Select[tuple[str, str]]] = []
+    for field, code in wanted.items():
+        table = ATTRIBUTE_TABLES[PRODUCT_ATTRIBUTE_FIELDS[field]]
+        name = table.c.name_fr if language == "fr" else table.c.name_en
+        branches.append(select(literal(field).label("field"), name.label("name")).where(table.c.code == code))
+    rows = await session.execute(union_all(*branches))
+    return {str(row.field): str(row.name) for row in rows}

@@ -157,3 +157,18 @@ class VintedRequestLog(CoreBase):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
     handed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AiCredits(CoreBase):
+    """A tenant's AI credits left in its current billing period (see domain/ai_credits.py)."""
+
+    __tablename__ = "ai_credits"
+    __table_args__ = {"schema": "public"}
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("public.tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    remaining: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: The billing period `remaining` belongs to; an older one means the allowance is due again.
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[datetime] = created_at_column()

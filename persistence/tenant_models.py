@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -241,3 +242,38 @@ class PluginTask(TenantBase):
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
+
+
+class AiCreditCharge(TenantBase):
+    """The credit one `generate_description` job took: refunded at most once, if the job fails."""
+
+    __tablename__ = "ai_credit_charges"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    credits: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: The billing period the credit came from: a refund after the period ended gives nothing back.
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    charged_at: Mapped[datetime] = created_at_column()
+    refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AiGenerationLog(TenantBase):
+    """One call to a description provider: who wrote it, what it cost, how it went."""
+
+    __tablename__ = "ai_generation_log"
+    __table_args__ = (Index("ix_ai_generation_log_job", "job_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    product_id: Mapped[int | None] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    model: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(2), nullable=False)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    completion_tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    latency_ms: Mapped[int] = mapped_column(Integer, nullable=False)
+    cost: Mapped[Decimal] = mapped_column(Numeric(12, 6), nullable=False, server_default="0")
+    #: succeeded, invalid_output, policy_violation, provider_error
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()

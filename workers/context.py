@@ -41,6 +41,11 @@ class WorkerApp:
         return image_url(self.settings, storage_key)
 
     async def close(self) -> None:
+        for adapter in self.adapters.values():
+            # Adapters holding their own clients (the ai pool's provider) release them here.
+            closer = getattr(adapter, "aclose", None)
+            if closer is not None:
+                await closer()
         await self.http.aclose()
         await self.redis.aclose()
         await self.db.dispose()

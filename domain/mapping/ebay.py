@@ -48,6 +48,7 @@ from domain.mapping.policy import (
     check_quantity,
     check_text_length,
 )
+from domain.text_policy import check_listing_text
 
 PLATFORM = "ebay"
 TITLE_MAX = 80
@@ -107,6 +108,7 @@ def map_to_ebay_inventory_item(product: ProductSnapshot, mappings: PlatformMappi
     check_quantity(product, PLATFORM)
     check_images(product, PLATFORM)
     description = listing_description(product)
+    check_listing_text(truncate_title(product.title, TITLE_MAX), description, PLATFORM)
     check_text_length(description, DESCRIPTION_MAX, PLATFORM, "description")
     condition = mapped_field(mappings, PLATFORM, "condition", product.condition, "condition", str)
     category_id = gendered_field(mappings, PLATFORM, "category", product, "category_id", str)

@@ -36,6 +36,7 @@ from domain.mapping.common import (
     truncate_title,
 )
 from domain.mapping.policy import ListingPolicy, check_listing_policy
+from domain.text_policy import check_listing_text
 
 PLATFORM = "etsy"
 TITLE_MAX = 140
@@ -112,6 +113,7 @@ def map_to_etsy_listing(
             max_quantity=MAX_QUANTITY,
         ),
     )
+    check_listing_text(truncate_title(product.title, TITLE_MAX), listing_description(product), PLATFORM)
     # Eligibility guarantees a decade code that parses.
     when_made = etsy_when_made(product.decade or "", today=today)
     taxonomy_id = mapped_field(mappings, PLATFORM, "category", product.category, "taxonomy_id", int)

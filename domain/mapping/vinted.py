@@ -48,6 +48,7 @@ from domain.mapping.common import (
     truncate_title,
 )
 from domain.mapping.policy import ListingPolicy, check_images, check_listing_policy, check_text_length
+from domain.text_policy import check_listing_text
 
 PLATFORM = "vinted"
 TITLE_MAX = 100
@@ -72,6 +73,7 @@ def map_to_vinted_item(
     check_listing_policy(product, ListingPolicy(PLATFORM, CURRENCIES, min_price=MIN_PRICE))
     check_images(product, PLATFORM)
     description = listing_description(product)
+    check_listing_text(truncate_title(product.title, TITLE_MAX), description, PLATFORM)
     check_text_length(description, DESCRIPTION_MAX, PLATFORM, "description")
     catalog_id = gendered_field(mappings, PLATFORM, "category", product, "catalog_id", int)
     status_id = mapped_field(mappings, PLATFORM, "condition", product.condition, "status_id", int)

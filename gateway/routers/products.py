@@ -39,6 +39,7 @@ from gateway.services import GatewayServices
 from ops.media_urls import image_url
 from persistence import products as repository
 from persistence.attributes import unknown_attribute_fields
+from persistence.product_edits import edit_product
 from persistence.products import Platform, ProductFilters
 from persistence.tenant_models import Product
 
@@ -191,17 +192,18 @@ async def update_product(
     body: ProductUpdate,
     session: TenantSession,
     services: Services,
+    principal: CurrentPrincipal,
     response: Response,
     if_match: IfMatch = None,
 ) -> ProductDetail:
-    """Change the fields sent; null clears an optional field."""
+    """Change the fields sent; null clears an optional field. Live listings get an `update` job."""
     product = await _live_product(session, product_id, for_update=True)
     if product.status == ProductStatus.ARCHIVED:
         raise InvalidState("An archived product cannot be changed.")
     check_if_match(if_match, product.version)
     changes = body.changes()
     await _check_attribute_codes(session, changes)
-    await repository.update_product(session, product, changes)
+    await edit_product(session, principal.tenant_id, product, changes)
     response.headers["ETag"] = entity_tag(product.version)
     return await _detail(session, services, product)
 

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from workers.descriptions import build_writer
+from workers.platforms.ai import DescriptionAdapter
 from workers.platforms.base import PlatformAdapter
 from workers.platforms.ebay import EbayAdapter
 from workers.platforms.etsy import EtsyAdapter
@@ -57,4 +59,7 @@ def build_adapters(app: WorkerApp) -> dict[str, PlatformAdapter]:
         app,
         SlidingWindowLimiter(app.redis, settings.vinted_rate_limit, settings.vinted_rate_window_seconds),
     )
+    # The ai pool writes descriptions (AI_PROVIDER); only its workers need a provider client.
+    if app.platform == "ai":
+        adapters["ai"] = DescriptionAdapter(app, build_writer(settings))
     return adapters
