@@ -5,7 +5,7 @@ over real HTTP; Etsy rotates refresh tokens, so a second refresh with the old on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import uuid
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -29,8 +29,8 @@ _ = (PNG, with_media)
 
 
 @pytest.fixture
-def etsy_settings(migrated: Settings, sandbox_url: str) -> Iterator[Settings]:  # noqa: F811
-    yield migrated.model_copy(update={"etsy_api_base": sandbox_url})
+def etsy_settings(migrated: Settings, sandbox_url: str) -> Settings:  # noqa: F811
+    return migrated.model_copy(update={"etsy_api_base": sandbox_url})
 
 
 def product(index: int, base_url: str) -> ProductSnapshot:
@@ -92,7 +92,7 @@ async def test_ten_workers_with_an_expired_token_refresh_once(
             def job(index: int) -> JobInput:
                 return JobInput(
                     tenant_id=tenant_id,
-                    job_id=__import__("uuid").uuid4(),
+                    job_id=uuid.uuid4(),
                     action="publish",
                     attempt=1,
                     payload={},
