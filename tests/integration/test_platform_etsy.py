@@ -3,13 +3,14 @@ images uploaded once, whatever faults the sandbox throws (lost answers, 429s, 5x
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
@@ -538,3 +539,86 @@ async def test_default_limiter_keeps_a_publish_within_ten_requests_per_second(
     times = sorted(r["at"] for r in await etsy_requests(control))
     assert len(times) >= 8
     assert all(later - earlier >= 0.09 for earlier, later in pairwise(times))
+
+
+# --- which listing is this product's ----------------------------------------------------------------------
+
+
+async def test_a_new_product_with_a_deleted_products_sku_gets_its_own_listing(
+    adapter: EtsyAdapter, control: httpx.AsyncClient, shop: dict[str, Any], sandbox_url: str
+) -> None:
+    old = product_for(sandbox_url, id=9, created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    first = await adapter.publish(new_job(shop, old).run())
+    await adapter.delist(
+        new_job(shop, old, action="delist", listing={"external_id": first.external_id, "data": {}}).run()
+    )
+    # The old product is deleted (its SKU freed); a new one takes the SKU, with its own photo and category.
+    clock = (await control.get("/_sandbox/clock")).json()["now"]
+    new = product_for(
+        sandbox_url,
+        id=10,
+        title="Chemise en soie années 70",
+        decade="1970s",
+        category="women_skirts",
+        image_urls=(f"{sandbox_url}/media/p/10/1.png?sig=new",),
+        created_at=datetime.fromtimestamp(clock + 1, tz=UTC),
+    )
+    await control.post("/_sandbox/clock/advance", json={"seconds": 5})
+
+    second = await adapter.publish(new_job(shop, new).run())
+
+    assert second.external_id != first.external_id
+    listings = {str(x["listing_id"]): x for x in await shop_listings(control)}
+    assert listings[first.external_id]["state"] == "inactive"
+    fresh = listings[second.external_id]
+    assert fresh["state"] == "active"
+    assert fresh["title"] == "Chemise en soie années 70"
+    assert len(fresh["images"]) == 1
+    assert fresh["skus"] == ["SKU-ETSY-9"]
+
+
+async def test_products_of_one_title_published_at_once_keep_their_own_drafts(
+    adapter: EtsyAdapter, control: httpx.AsyncClient, shop: dict[str, Any], sandbox_url: str
+) -> None:
+    products = [product_for(sandbox_url, id=20 + i, sku=f"SKU-TWIN-{i}") for i in range(4)]
+    # Every create answer is lost: each next run must adopt its own draft, never a twin's.
+    await arm(
+        control,
+        kind="response_lost",
+        path_prefix=f"{APPLICATION}/shops/{SHOP_ID}/listings",
+        methods=["POST"],
+        count=4,
+    )
+    jobs = [new_job(shop, p) for p in products]
+    for job in jobs:
+        await raises(TransientPlatformError, lambda job=job: adapter.publish(job.run()))
+
+    outcomes = await asyncio.gather(*(adapter.publish(job.run()) for job in jobs))
+
+    listings = await shop_listings(control)
+    assert len(listings) == 4
+    assert {o.external_id for o in outcomes} == {str(x["listing_id"]) for x in listings}
+    by_id = {str(x["listing_id"]): x for x in listings}
+    for product, outcome in zip(products, outcomes, strict=True):
+        assert by_id[outcome.external_id]["skus"] == [product.sku]
+        assert "[stoflow:" not in by_id[outcome.external_id]["description"]
+
+
+async def test_update_reaches_the_inventory_as_etsy_takes_it(
+    adapter: EtsyAdapter, control: httpx.AsyncClient, shop: dict[str, Any], sandbox_url: str
+) -> None:
+    listing = await published(adapter, shop, sandbox_url)
+    changed = product_for(sandbox_url, price=Decimal("42.10"), stock_quantity=3)
+
+    await adapter.update(new_job(shop, changed, action="update", listing=listing).run())
+
+    inventory = await control.get(
+        f"{APPLICATION}/listings/{listing['external_id']}/inventory",
+        headers={"x-api-key": "k:s", "Authorization": f"Bearer {shop['access_token']}"},
+    )
+    [product] = inventory.json()["products"]
+    assert product["sku"] == "SKU-ETSY-9"
+    assert product["offerings"][0]["price"]["amount"] == 4210
+    assert product["offerings"][0]["quantity"] == 3
+    # Every request the client sent conformed to the schemas (the sandbox is strict: it would have refused).
+    assert all(r["violations"] == [] for r in await etsy_requests(control))

@@ -4,8 +4,10 @@ inventory (SKU, price and stock, JSON), its images (multipart), then the listing
 Exactly one listing per product, however often a step is repeated:
 - the listing is the one saved in the job's progress, else the product's recorded listing, else one found in
   the shop that is this product's: created after the product, and carrying its SKU in the inventory or (a
-  draft whose create answer was lost, before its inventory was set) no SKU and the product's title. A listing
-  older than the product is never taken: it was left by a deleted product that had the same SKU;
+  draft whose create answer was lost, before its inventory was set) no SKU and the product's marker in its
+  description (`[stoflow:<tenant>:<product>]`, removed when the listing is made active: titles are not unique,
+  two products of one title published at once must not take each other's draft). A listing older than the
+  product is never taken: it was left by a deleted product that had the same SKU;
 - a create is never repeated in-process after an ambiguous failure: the job's next run searches first;
 - images are put at their rank with `overwrite`, so a repeated upload replaces instead of adding, and extra
   images of a reused listing are removed;
@@ -121,9 +123,12 @@ class EtsyAdapter:
         if listing_id is None:
             listing_id = await self._known_listing(auth, shop.shop_id, _listing_id(job))
             if listing_id is None:
-                listing_id = await self._find_listing(auth, shop.shop_id, product, payload)
+                listing_id = await self._find_listing(auth, shop.shop_id, product, draft_marker(job))
             if listing_id is None:
-                listing_id = await self._create_listing(auth, shop.shop_id, payload)
+                # The draft's description carries the product's marker until activation rewrites it: a
+                # draft whose create answer is lost has no SKU yet, and the marker is what finds it.
+                draft = {**payload, "description": f"{payload['description']}\n\n{draft_marker(job)}"}
+                listing_id = await self._create_listing(auth, shop.shop_id, draft)
                 created = True
                 log.info("etsy_listing_created", sku=sku, listing_id=listing_id)
             else:
@@ -153,7 +158,7 @@ class EtsyAdapter:
         payload = map_to_etsy_listing(product, job.mappings, shop, today=self._today())
         listing_id = await self._known_listing(auth, shop.shop_id, _listing_id(job))
         if listing_id is None:
-            listing_id = await self._find_listing(auth, shop.shop_id, product, payload)
+            listing_id = await self._find_listing(auth, shop.shop_id, product, draft_marker(job))
         if listing_id is None:
             raise PermanentPlatformError(
                 JobErrorCode.PLATFORM_REJECTED,
@@ -175,7 +180,7 @@ class EtsyAdapter:
         known = job.listing or {}
         listing_id = _listing_id(job)
         if listing_id is None and job.product is not None:
-            listing_id = await self._find_listing(auth, shop.shop_id, job.product, None)
+            listing_id = await self._find_listing(auth, shop.shop_id, job.product, draft_marker(job))
         if listing_id is not None:
             response = await self._api.call(
                 "PATCH",
@@ -218,12 +223,11 @@ class EtsyAdapter:
         auth: OAuthSession,
         shop_id: int,
         product: ProductSnapshot,
-        payload: Mapping[str, object] | None,
+        marker: str,
     ) -> int | None:
         """This product's listing in the shop: created after the product, with its inventory SKU or, for a
-        draft whose create answer was lost, no SKU yet and the product's title. The newest wins."""
+        draft whose create answer was lost, no SKU yet and the product's marker. The newest wins."""
         sku = listing_sku(product)
-        title = payload.get("title") if payload is not None else None
         born = product.created_at.timestamp() if product.created_at is not None else None
         by_sku: list[tuple[int, int]] = []
         unnamed_drafts: list[tuple[int, int]] = []
@@ -247,7 +251,7 @@ class EtsyAdapter:
                     skus = listing.get("skus") or []
                     if isinstance(skus, list) and sku in skus:
                         by_sku.append((created, listing_id))
-                    elif not skus and state == "draft" and title and listing.get("title") == title:
+                    elif not skus and state == "draft" and marker in str(listing.get("description") or ""):
                         unnamed_drafts.append((created, listing_id))
                 offset += len(results)
                 count = _as_int(page.get("count")) or 0
@@ -500,6 +504,12 @@ def _str_or_none(value: object) -> str | None:
 
 def _extension(content_type: str) -> str:
     return {"image/png": ".png", "image/webp": ".webp", "image/gif": ".gif"}.get(content_type, ".jpg")
+
+
+def draft_marker(job: JobInput) -> str:
+    """What names a product in its draft's description until activation (titles are not unique)."""
+    product_id = job.product.id if job.product is not None else 0
+    return f"[stoflow:{job.tenant_id}:{product_id}]"
 
 
 def _form(fields: Mapping[str, object]) -> dict[str, str]:
