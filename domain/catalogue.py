@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
 
@@ -57,6 +58,9 @@ class ProductSnapshot:
     dim6: Decimal | None = None
     #: Public image URLs in display order.
     image_urls: tuple[str, ...] = ()
+    #: When the product was created: a marketplace listing older than the product cannot be its own
+    #: (it was left behind by a deleted product that had the same SKU).
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,6 +10,10 @@ from urllib.parse import quote
 from ops.settings import Settings
 
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
+#: URLs handed to marketplaces: eBay fetches listing pictures again (revisions, relists, its own cache)
+#: long after the call that named them, and a good-'til-cancelled listing has no end date. Five years is
+#: past any listing's life; the URL still dies with the image (a deleted image answers 404).
+LISTING_TTL_SECONDS = 5 * 365 * 24 * 3600
 
 
 def _signature(secret: bytes, key: str, expires: int) -> str:
@@ -48,3 +52,13 @@ def media_signing_secret(settings: Settings) -> bytes:
 def image_url(settings: Settings, storage_key: str) -> str:
     """A signed, expiring public URL of a stored image, for this deployment."""
     return signed_media_url(settings.public_base_url, media_signing_secret(settings), storage_key)
+
+
+def listing_image_url(settings: Settings, storage_key: str) -> str:
+    """A signed URL of a stored image for a marketplace listing: valid as long as a listing may use it."""
+    return signed_media_url(
+        settings.public_base_url,
+        media_signing_secret(settings),
+        storage_key,
+        ttl_seconds=LISTING_TTL_SECONDS,
+    )

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     ebay_client_id: str = "stoflow-dev"
     ebay_client_secret: SecretStr = SecretStr("stoflow-dev-secret")
     etsy_api_key: SecretStr = SecretStr("stoflow-dev-keystring")
+    #: The Etsy app's shared secret: Etsy wants `x-api-key: <keystring>:<shared secret>` on every call.
+    etsy_shared_secret: SecretStr = SecretStr("stoflow-dev-shared-secret")
 
     ai_provider: Literal["template", "openai"] = "template"
     #: Any OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, llama.cpp); None: OpenAI's own.
@@ -93,6 +95,11 @@ class Settings(BaseSettings):
                 raise ValueError("STOFLOW_SECRET_KEY must be set in production")
             if len(self.jwt_secret_key.get_secret_value()) < 32:
                 raise ValueError("JWT_SECRET_KEY must be at least 32 characters in production")
+            if not self.public_base_url.lower().startswith("https://"):
+                raise ValueError(
+                    "PUBLIC_BASE_URL must be an https:// URL in production: marketplaces fetch product "
+                    "images from it, and eBay refuses picture URLs that are not HTTPS"
+                )
         return self
 
     @property

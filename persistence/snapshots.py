@@ -40,6 +40,7 @@ _FIELDS = (
     "dim4",
     "dim5",
     "dim6",
+    "created_at",
 )
 
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 
 from domain.catalogue import PlatformMappings
-from ops.media_urls import image_url
+from ops.media_urls import listing_image_url
 from ops.secrets_box import SecretsBox
 from ops.settings import Settings
 from persistence.attribute_models import PlatformMapping
@@ -38,7 +38,8 @@ class WorkerApp:
     heartbeat_seconds: float = HEARTBEAT_SECONDS
 
     def image_url(self, storage_key: str) -> str:
-        return image_url(self.settings, storage_key)
+        # Marketplaces keep these URLs (eBay fetches pictures again later): they must outlive the job.
+        return listing_image_url(self.settings, storage_key)
 
     async def close(self) -> None:
         for adapter in self.adapters.values():

@@ -32,6 +32,7 @@ from persistence.snapshots import load_product_snapshot
 from persistence.tenancy import tenant_transaction
 from persistence.tenant_models import MarketplaceCredential, PlatformListing
 from workers.context import WorkerApp
+from workers.credential_lock import locked_credentials
 from workers.errors import LeaseLost, PermanentPlatformError, RateLimited, TransientPlatformError
 from workers.platforms.base import JobInput, ListingOutcome
 
@@ -230,6 +231,7 @@ async def _execute(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, inputs
         save_credentials=save_credentials,
         lease=job.lease,
         product_gone=job.product_gone,
+        credentials_lock=lambda: locked_credentials(app, tenant_id, job.platform),
     )
     if job.action == JobAction.PUBLISH:
         return await adapter.publish(job_input)

@@ -13,15 +13,18 @@ Required attributes (MappingMissing when unset or unmapped):
 
 Fixed values: `who_made` is `someone_else` (we resell, we did not make it), `is_supply` is false, `type`
 is `physical`. The draft has no `state`: `createDraftListing` always creates a draft, and the worker
-activates it once its images are uploaded (Etsy refuses to activate a listing without one).
+activates it once its images are uploaded (Etsy refuses to activate a listing without one). It has no SKU
+either: `createDraftListing` does not take one; the worker sets it through the listing's inventory.
 
-Rules: title cut to 140 characters at a word boundary; price 0.20..50,000 in the shop's currency (Etsy
-prices a listing in its shop's currency); quantity 1..999.
+Rules: title cut to 140 characters at a word boundary, keeping only the characters Etsy's title rule allows
+(letters, digits, punctuation, math symbols, spaces, ™ © ®) and each of `% : & +` once; price 0.20..50,000
+in the shop's currency (Etsy prices a listing in its shop's currency); quantity 1..999.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -30,7 +33,6 @@ from domain.catalogue import PlatformMappings, ProductSnapshot
 from domain.mapping.common import (
     NotEligible,
     listing_description,
-    listing_sku,
     mapped_field,
     price_number,
     truncate_title,
@@ -46,6 +48,8 @@ MAX_PRICE = Decimal("50000")
 MAX_QUANTITY = 999
 
 _DECADE_CODE = re.compile(r"^(\d{3})0s$")
+_TITLE_SYMBOLS = frozenset("\u2122\u00a9\u00ae")
+_TITLE_ONCE = "%:&+"
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,26 @@ class EtsyShopSettings:
     shipping_profile_id: int
     currency: str = "EUR"
     return_policy_id: int | None = None
+    #: The shop's processing profile (Etsy's `readiness_state_id`), which physical listings need.
+    readiness_state_id: int | None = None
+
+
+def etsy_title(title: str) -> str:
+    """The title as Etsy's rule takes it: disallowed characters (emoji, other symbols) dropped, each of
+    `% : & +` kept once only (later ones become spaces), then cut to 140 characters at a word boundary."""
+    kept: list[str] = []
+    for char in title:
+        category = unicodedata.category(char)
+        if category[0] in "LP" or category in ("Nd", "Sm", "Zs") or char in _TITLE_SYMBOLS:
+            kept.append(char)
+        elif char.isspace():
+            kept.append(" ")
+    text = "".join(kept)
+    for char in _TITLE_ONCE:
+        first = text.find(char)
+        if first >= 0:
+            text = text[: first + 1] + text[first + 1 :].replace(char, " ")
+    return truncate_title(text, TITLE_MAX)
 
 
 def check_etsy_eligibility(product: ProductSnapshot, *, today: date) -> None:
@@ -119,7 +143,7 @@ def map_to_etsy_listing(
     taxonomy_id = mapped_field(mappings, PLATFORM, "category", product.category, "taxonomy_id", int)
     listing: dict[str, object] = {
         "quantity": product.stock_quantity,
-        "title": truncate_title(product.title, TITLE_MAX),
+        "title": etsy_title(product.title),
         "description": listing_description(product),
         "price": price_number(product.price),
         "who_made": "someone_else",
@@ -128,8 +152,9 @@ def map_to_etsy_listing(
         "shipping_profile_id": shop.shipping_profile_id,
         "is_supply": False,
         "type": "physical",
-        "skus": [listing_sku(product)],
     }
     if shop.return_policy_id is not None:
         listing["return_policy_id"] = shop.return_policy_id
+    if shop.readiness_state_id is not None:
+        listing["readiness_state_id"] = shop.readiness_state_id
     return listing

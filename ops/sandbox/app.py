@@ -39,6 +39,14 @@ class EtsyAccountRequest(BaseModel):
 
     user_id: int | None = None
     shop_id: int | None = None
+    #: The shop's country: outside the EU its physical listings need a return policy to go live.
+    country_iso: str = Field("FR", pattern=r"^[A-Z]{2}$")
+
+
+class StrictnessRequest(BaseModel):
+    """Body of `PUT /_sandbox/strictness`."""
+
+    strict: bool
 
 
 class VintedSessionRequest(BaseModel):
@@ -198,7 +206,20 @@ def _control_router(state: SandboxState, faults: FaultBook) -> APIRouter:
     async def new_etsy_account(body: EtsyAccountRequest) -> JsonDict:
         """Create an Etsy user and shop with live tokens."""
         async with state.lock:
-            return etsy.create_account(state, body.user_id, body.shop_id)
+            return etsy.create_account(state, body.user_id, body.shop_id, body.country_iso)
+
+    @router.get("/etsy/refreshes")
+    async def etsy_refreshes() -> JsonDict:
+        """How many refresh-token grants Etsy served (each one rotated the refresh token)."""
+        async with state.lock:
+            return {"count": state.etsy.refreshes}
+
+    @router.put("/strictness")
+    async def set_strictness(body: StrictnessRequest) -> JsonDict:
+        """Strict (the default): contract violations are refused. Lenient: they are only logged."""
+        async with state.lock:
+            state.strict = body.strict
+        return {"strict": state.strict}
 
     @router.post("/etsy/revoke")
     async def revoke_etsy(body: RevokeRequest) -> JsonDict:
@@ -230,9 +251,9 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
 
-def create_sandbox_app() -> FastAPI:
-    """Build a fresh sandbox with empty state and no faults."""
-    state = SandboxState()
+def create_sandbox_app(*, strict: bool = True) -> FastAPI:
+    """Build a fresh sandbox with empty state and no faults; `strict=False` only logs contract violations."""
+    state = SandboxState(strict=strict)
     faults = FaultBook()
     app = FastAPI(
         title="Stoflow marketplace sandbox",
@@ -247,6 +268,7 @@ def create_sandbox_app() -> FastAPI:
     app.include_router(etsy.router)
     app.include_router(vinted.router)
     app.add_exception_handler(ebay.EbayApiError, ebay.error_handler)
+    app.add_exception_handler(ebay.OAuthRefusal, ebay.oauth_refusal_handler)
     app.add_exception_handler(etsy.EtsyApiError, etsy.error_handler)
     app.add_exception_handler(vinted.VintedApiError, vinted.error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error)

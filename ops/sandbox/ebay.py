@@ -1,11 +1,17 @@
 """Fake eBay: the OAuth token endpoint and the Sell Inventory API (inventory items, offers, publish).
 
 Shapes follow eBay's Sell Inventory v1 reference: every error is `{"errors": [{"errorId", "domain",
-"subdomain", "category", "message", "longMessage", "parameters"}]}`, OAuth failures use `domain: "OAuth"`
-with errorId 1001 (invalid token) and 1002 (missing token), and the token endpoint answers in RFC 6749's
-`{"error", "error_description"}` form. Where eBay accepts a partial inventory item and only complains at
-publish time, the sandbox already refuses it at PUT: Stoflow always sends complete items, so an incomplete
-one is a client bug we want to see at once.
+"subdomain", "category", "message", "longMessage", "parameters"}]}`, OAuth failures use `domain: "OAuth"` with
+errorId 1001 (invalid token) and 1002 (missing token), and the token endpoint answers in RFC 6749's `{"error",
+"error_description"}` form. Where eBay accepts a partial inventory item and only complains at publish time,
+the sandbox already refuses it at PUT: Stoflow always sends complete items, so an incomplete one is a client
+bug we want to see at once.
+
+Every request is first checked against its endpoint's contract (ops/sandbox/ebay_contract.py, from eBay's
+published OpenAPI file): JSON bodies with no unknown field, `Content-Language` on writes, HTTPS pictures
+(plain http only from loopback hosts), `updateOffer` without the offer's keys. Beyond the schema the fake
+knows which category ids exist and which conditions they take (ops/sandbox/catalogue.py), and which currency
+each marketplace lists in.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 from typing import Annotated, Any
 
@@ -21,6 +26,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 
+from ops.sandbox import ebay_contract
+from ops.sandbox.catalogue import ebay_categories
+from ops.sandbox.contract import ParsedRequest, Violation, checked_request
 from ops.sandbox.ebay_aspects import missing_aspect_errors
 from ops.sandbox.faults import PlatformHooks
 from ops.sandbox.state import AccessToken, EbayAccount, EbayOffer, JsonDict, SandboxState, state_of
@@ -30,10 +38,7 @@ router = APIRouter(tags=["ebay"])
 ACCESS_TOKEN_SECONDS = 7200  # eBay user access tokens live two hours
 INVENTORY = "/sell/inventory/v1"
 
-CONTENT_LANGUAGES = frozenset(
-    {"en-US", "en-GB", "en-AU", "en-CA", "fr-FR", "fr-BE", "fr-CA", "de-DE", "de-AT", "de-CH", "it-IT"}
-    | {"es-ES", "nl-NL", "nl-BE", "pl-PL", "zh-HK"}
-)
+CONTENT_LANGUAGES = ebay_contract.CONTENT_LANGUAGES
 MARKETPLACES = frozenset(
     {"EBAY_US", "EBAY_GB", "EBAY_FR", "EBAY_DE", "EBAY_IT", "EBAY_ES", "EBAY_NL", "EBAY_BE", "EBAY_AT"}
     | {"EBAY_CH", "EBAY_IE", "EBAY_PL", "EBAY_CA", "EBAY_AU"}
@@ -48,6 +53,23 @@ CONDITIONS = frozenset(
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,50}$")
 TITLE_MAX = 80
 IMAGES_MAX = 24
+#: The one currency each marketplace lists in.
+MARKETPLACE_CURRENCIES = {
+    "EBAY_US": "USD",
+    "EBAY_GB": "GBP",
+    "EBAY_FR": "EUR",
+    "EBAY_DE": "EUR",
+    "EBAY_IT": "EUR",
+    "EBAY_ES": "EUR",
+    "EBAY_NL": "EUR",
+    "EBAY_BE": "EUR",
+    "EBAY_AT": "EUR",
+    "EBAY_IE": "EUR",
+    "EBAY_CH": "CHF",
+    "EBAY_PL": "PLN",
+    "EBAY_CA": "CAD",
+    "EBAY_AU": "AUD",
+}
 
 
 class EbayApiError(Exception):
@@ -114,6 +136,42 @@ async def error_handler(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
+def _refusal(violations: list[Violation]) -> EbayApiError:
+    """eBay's answer to a request that breaks the contract: one `errors[]` entry per problem."""
+    errors: list[JsonDict] = []
+    for violation in violations:
+        if violation.location == "header.Content-Language":
+            errors.append(
+                error_entry(
+                    25709,
+                    "Invalid value for header Content-Language.",
+                    long_message="Invalid value for header Content-Language. Accepted values: "
+                    + ", ".join(sorted(CONTENT_LANGUAGES)),
+                )
+            )
+        elif violation.location.startswith("body.product.imageUrls"):
+            errors.append(user_error(violation.message, ("field", "product.imageUrls")))
+        else:
+            errors.append(
+                error_entry(
+                    2004,
+                    "Invalid request",
+                    domain="ACCESS",
+                    long_message="The request has errors. For help, see the documentation for this API.",
+                    parameters=[{"name": "reason", "value": str(violation)}],
+                )
+            )
+    return EbayApiError(400, errors)
+
+
+async def ebay_request(request: Request) -> ParsedRequest:
+    """The request's parameters, once checked against its endpoint's contract."""
+    return await checked_request(request, ebay_contract.CONTRACTS, _refusal)
+
+
+Params = Annotated[ParsedRequest, Depends(ebay_request)]
+
+
 # --- OAuth ----------------------------------------------------------------------------------------------
 
 
@@ -170,14 +228,39 @@ def create_account(state: SandboxState, account_id: str | None) -> JsonDict:
     }
 
 
+class OAuthRefusal(Exception):
+    """A token request refused in RFC 6749's shape."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        super().__init__(str(violations))
+        self.violations = violations
+
+    def response(self) -> JSONResponse:
+        """401 invalid_client for the application's credentials, else 400 invalid_request."""
+        if any(v.location == "header.Authorization" for v in self.violations):
+            return oauth_error(401, "invalid_client", "client authentication failed")
+        return oauth_error(400, "invalid_request", "request is missing a required parameter or malformed.")
+
+
+async def oauth_refusal_handler(request: Request, exc: Exception) -> Response:
+    """Translate `OAuthRefusal` into its JSON answer."""
+    assert isinstance(exc, OAuthRefusal)
+    return exc.response()
+
+
+async def _token_request(request: Request) -> ParsedRequest:
+    return await checked_request(request, ebay_contract.CONTRACTS, OAuthRefusal)
+
+
 @router.post("/identity/v1/oauth2/token")
-async def issue_token(request: Request) -> JSONResponse:
+async def issue_token(
+    params: Annotated[ParsedRequest, Depends(_token_request)], request: Request
+) -> JSONResponse:
     """Exchange a refresh token (or client credentials) for an access token."""
     if _basic_client(request.headers.get("authorization")) is None:
         return oauth_error(401, "invalid_client", "client authentication failed")
-    async with request.form() as form:
-        grant_type = form.get("grant_type")
-        refresh_token = form.get("refresh_token")
+    grant_type = params.body.get("grant_type")
+    refresh_token = params.body.get("refresh_token")
     state = state_of(request)
     if grant_type == "client_credentials":
         async with state.lock:
@@ -247,29 +330,6 @@ async def current_seller(request: Request) -> EbayAccount:
         # Application tokens cannot act for a seller: Sell APIs need a user token.
         raise fail(403, 1100, "Insufficient permissions to fulfill the request.", domain="API_INVENTORY")
     return state.ebay.account(issued.account)
-
-
-def _require_content_language(request: Request) -> str:
-    language = request.headers.get("content-language")
-    if language not in CONTENT_LANGUAGES:
-        raise fail(
-            400,
-            25709,
-            "Invalid value for header Content-Language.",
-            long_message="Invalid value for header Content-Language. Accepted values: "
-            + ", ".join(sorted(CONTENT_LANGUAGES)),
-        )
-    return language
-
-
-async def _json_body(request: Request) -> JsonDict:
-    try:
-        body = json.loads(await request.body() or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid_request(f"Could not parse request body: {exc}") from None
-    if not isinstance(body, dict):
-        raise invalid_request("The request body must be a JSON object")
-    return body
 
 
 Seller = Annotated[EbayAccount, Depends(current_seller)]
@@ -344,11 +404,13 @@ def _item_view(sku: str, item: JsonDict) -> JsonDict:
 
 
 @router.put(INVENTORY + "/inventory_item/{sku}", status_code=204)
-async def create_or_replace_inventory_item(sku: str, request: Request, seller: Seller) -> Response:
+async def create_or_replace_inventory_item(
+    sku: str, request: Request, seller: Seller, params: Params
+) -> Response:
     """Create or replace the inventory item of a SKU (204, no body, like eBay)."""
-    language = _require_content_language(request)
+    language = request.headers.get("content-language") or "en-US"
     _validate_sku(sku)
-    body = await _json_body(request)
+    body = dict(params.body)
     problems = _inventory_item_problems(body)
     if problems:
         raise EbayApiError(400, problems)
@@ -414,13 +476,23 @@ def _end_listing(offer: EbayOffer) -> None:
     offer.listing_status = None
 
 
-def _offer_body_problems(body: JsonDict) -> list[JsonDict]:
-    """Check the offer fields eBay checks at create/update time (types, not completeness)."""
+def _offer_body_problems(body: JsonDict, marketplace_id: str, *, strict: bool) -> list[JsonDict]:
+    """Check the offer fields eBay checks at create/update time (values, not completeness)."""
     problems: list[JsonDict] = []
     pricing = body.get("pricingSummary")
     if pricing is not None:
         price = pricing.get("price") if isinstance(pricing, dict) else None
         value = price.get("value") if isinstance(price, dict) else None
+        currency = price.get("currency") if isinstance(price, dict) else None
+        wanted = MARKETPLACE_CURRENCIES.get(marketplace_id)
+        if strict and wanted is not None and currency != wanted:
+            problems.append(
+                user_error(
+                    f"The currency {currency} is not valid for marketplace {marketplace_id}; "
+                    f"listings there are priced in {wanted}.",
+                    ("field", "pricingSummary.price.currency"),
+                )
+            )
         try:
             ok = value is not None and float(value) > 0
         except (TypeError, ValueError):
@@ -446,10 +518,9 @@ def _offer_body_problems(body: JsonDict) -> list[JsonDict]:
 
 
 @router.post(INVENTORY + "/offer", status_code=201)
-async def create_offer(request: Request, seller: Seller) -> JSONResponse:
+async def create_offer(request: Request, seller: Seller, params: Params) -> JSONResponse:
     """Create an unpublished offer; a second one for the same SKU, marketplace and format is refused."""
-    _require_content_language(request)
-    body = await _json_body(request)
+    body = dict(params.body)
     sku, marketplace_id, listing_format = body.get("sku"), body.get("marketplaceId"), body.get("format")
     if not isinstance(sku, str) or not sku:
         raise EbayApiError(400, [user_error("The SKU is missing.", ("field", "sku"))])
@@ -457,7 +528,7 @@ async def create_offer(request: Request, seller: Seller) -> JSONResponse:
         raise invalid_request("Could not serialize field [marketplaceId]")
     if listing_format not in FORMATS:
         raise invalid_request("Could not serialize field [format]")
-    problems = _offer_body_problems(body)
+    problems = _offer_body_problems(body, str(marketplace_id), strict=state_of(request).strict)
     if problems:
         raise EbayApiError(400, problems)
     state = state_of(request)
@@ -484,6 +555,7 @@ async def create_offer(request: Request, seller: Seller) -> JSONResponse:
 async def get_offers(
     request: Request,
     seller: Seller,
+    params: Params,
     sku: str | None = None,
     marketplace_id: str | None = None,
     format: str | None = None,
@@ -528,20 +600,20 @@ async def get_offer(offer_id: str, seller: Seller) -> JsonDict:
 
 
 @router.put(INVENTORY + "/offer/{offer_id}", status_code=204)
-async def update_offer(offer_id: str, request: Request, seller: Seller) -> Response:
+async def update_offer(offer_id: str, request: Request, seller: Seller, params: Params) -> Response:
     """Replace an offer's fields; a published offer's listing follows (eBay revises it in place)."""
-    _require_content_language(request)
-    body = await _json_body(request)
-    problems = _offer_body_problems(body)
-    if problems:
-        raise EbayApiError(400, problems)
-    async with state_of(request).lock:
+    body = dict(params.body)
+    state = state_of(request)
+    async with state.lock:
         offer = _seller_offer(seller, offer_id)
+        problems = _offer_body_problems(body, offer.marketplace_id, strict=state.strict)
+        if problems:
+            raise EbayApiError(400, problems)
         offer.body = {k: v for k, v in body.items() if k not in {"sku", "marketplaceId", "format", "offerId"}}
     return Response(status_code=204)
 
 
-def _publish_problems(seller: EbayAccount, offer: EbayOffer) -> list[JsonDict]:
+def _publish_problems(seller: EbayAccount, offer: EbayOffer, *, strict: bool) -> list[JsonDict]:
     """What eBay would refuse at publish: an incomplete item, or an offer without price/policies/place."""
     item = seller.inventory.get(offer.sku)
     if item is None:
@@ -571,12 +643,23 @@ def _publish_problems(seller: EbayAccount, offer: EbayOffer) -> list[JsonDict]:
                     parameters=[{"name": "field", "value": f"listingPolicies.{policy}"}],
                 )
             )
-    if not body.get("categoryId"):
+    category_id = body.get("categoryId")
+    conditions = ebay_categories().get(str(category_id)) if category_id else None
+    if not category_id or (strict and conditions is None):
         problems.append(
             error_entry(
                 25005,
                 "The category ID is missing or invalid.",
                 parameters=[{"name": "field", "value": "categoryId"}],
+            )
+        )
+    elif strict and conditions is not None and item.get("condition") not in conditions:
+        problems.append(
+            error_entry(
+                25021,
+                "Invalid item condition information.",
+                long_message=f"The condition {item.get('condition')} is not valid in category {category_id}.",
+                parameters=[{"name": "field", "value": "condition"}],
             )
         )
     if not body.get("merchantLocationKey"):
@@ -600,14 +683,14 @@ def _publish_problems(seller: EbayAccount, offer: EbayOffer) -> list[JsonDict]:
 
 
 @router.post(INVENTORY + "/offer/{offer_id}/publish")
-async def publish_offer(offer_id: str, request: Request, seller: Seller) -> JsonDict:
+async def publish_offer(offer_id: str, request: Request, seller: Seller, params: Params) -> JsonDict:
     """Turn an offer into a live listing; publishing a published offer returns the same listing id."""
     state = state_of(request)
     async with state.lock:
         offer = _seller_offer(seller, offer_id)
         if offer.status == "PUBLISHED" and offer.listing_id is not None:
             return {"listingId": offer.listing_id, "warnings": []}
-        problems = _publish_problems(seller, offer)
+        problems = _publish_problems(seller, offer, strict=state.strict)
         if problems:
             raise EbayApiError(400, problems)
         offer.listing_id = str(state.new_id(110_000_000_000))
@@ -617,7 +700,7 @@ async def publish_offer(offer_id: str, request: Request, seller: Seller) -> Json
 
 
 @router.post(INVENTORY + "/offer/{offer_id}/withdraw")
-async def withdraw_offer(offer_id: str, request: Request, seller: Seller) -> JsonDict:
+async def withdraw_offer(offer_id: str, request: Request, seller: Seller, params: Params) -> JsonDict:
     """End the listing of a published offer; the offer stays, unpublished, and may be published again."""
     async with state_of(request).lock:
         offer = _seller_offer(seller, offer_id)

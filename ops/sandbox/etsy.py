@@ -1,44 +1,49 @@
-"""Fake Etsy Open API v3: OAuth refresh, shop listings, listing images and inventory.
+"""Fake Etsy Open API v3: OAuth refresh, shop listings, listing images, inventory and shop policies.
 
+Every request is checked against its endpoint's contract (ops/sandbox/etsy_contract.py, from Etsy's published
+OpenAPI file) before the route runs: `x-api-key` must be `<keystring>:<shared secret>`, listing writes are
+form-encoded and know no `skus` (nor `price`/`quantity` on update), the inventory takes JSON offerings.
 Shapes follow Etsy's v3 reference and the etsy/open-api issue tracker: errors are `{"error": "..."}`; token
 errors add `error_description` (`invalid_token` / "access token is expired", `invalid_grant` / "refresh_token
-is revoked"); access and refresh tokens are `<user_id>.<secret>`; listings carry `listing_id`, `state`,
-`url`, `price: {amount, divisor, currency_code}`, `skus`. Bodies may be form-encoded (what Etsy documents)
-or JSON (what Etsy also accepts).
+is revoked"); access and refresh tokens are `<user_id>.<secret>`, and a refresh rotates the refresh token
+(the one used is dead from then on); listings carry `listing_id`, `state`, `url`, `price: {amount, divisor,
+currency_code}` and the `skus` of their inventory.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from typing import Annotated, Any
+import unicodedata
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.datastructures import Headers, UploadFile
+from starlette.datastructures import Headers
 
+from ops.sandbox import etsy_contract
+from ops.sandbox.contract import ParsedRequest, Violation, checked_request
 from ops.sandbox.faults import PlatformHooks
-from ops.sandbox.state import AccessToken, EtsyListing, JsonDict, SandboxState, state_of
+from ops.sandbox.state import AccessToken, EtsyListing, EtsyShop, JsonDict, SandboxState, state_of
 
 router = APIRouter(tags=["etsy"])
 
 ACCESS_TOKEN_SECONDS = 3600  # Etsy access tokens live one hour; refresh tokens 90 days
-APPLICATION = "/v3/application"
+APPLICATION = etsy_contract.APPLICATION
 
-WHO_MADE = frozenset({"i_did", "someone_else", "collective"})
-# Etsy rewrites the recent ranges every year and refuses stale ones with a 400; both the 2025 and the 2026
-# spellings are accepted so the sandbox does not go stale before the clients do.
-WHEN_MADE = frozenset(
-    {"made_to_order", "2020_2025", "2020_2026", "2010_2019", "2006_2009", "2007_2009", "before_2006"}
-    | {"before_2007", "2000_2005", "2000_2006", "1990s", "1980s", "1970s", "1960s", "1950s", "1940s"}
-    | {"1930s", "1920s", "1910s", "1900s", "1800s", "1700s", "before_1700"}
-)
-LISTING_STATES = frozenset({"active", "inactive", "sold_out", "draft", "expired"})
-SETTABLE_STATES = frozenset({"active", "inactive"})
+LISTING_STATES = frozenset({"active", "inactive", "sold_out", "draft", "removed", "expired"})
 TITLE_MAX = 140
 IMAGES_MAX = 10
-REQUIRED_ON_CREATE = ("quantity", "title", "description", "price", "who_made", "when_made", "taxonomy_id")
+MIN_PRICE = 0.20
+MAX_PRICE = 50000.0
+MAX_QUANTITY = 999
+#: The EU member states: there a physical listing may go live without a return policy.
+EU_COUNTRIES = frozenset(
+    {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV"}
+    | {"LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"}
+)
+#: Title characters Etsy takes: letters, digits, punctuation, math symbols, spaces, and these three.
+TITLE_EXTRA = frozenset("\u2122\u00a9\u00ae")
+TITLE_ONCE = "%:&+"
 
 
 class EtsyApiError(Exception):
@@ -64,126 +69,101 @@ async def error_handler(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
-# --- request bodies -------------------------------------------------------------------------------------
+def _refusal(violations: list[Violation]) -> EtsyApiError:
+    """Etsy's answer to a request that breaks the contract: 403 for the key, 400 for the rest."""
+    for violation in violations:
+        if violation.location == "header.x-api-key":
+            return EtsyApiError(403, violation.message)
+    return EtsyApiError(400, "; ".join(str(v) for v in violations))
 
 
-async def read_params(request: Request) -> tuple[JsonDict, list[bytes]]:
-    """Read a JSON, urlencoded or multipart body into one dict (repeated or `x[]` keys become lists).
-
-    Uploaded files are read here and returned as bytes, so the form's temporary files are closed at once.
-    """
-    content_type = request.headers.get("content-type", "")
-    if "json" in content_type:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise EtsyApiError(400, "Invalid JSON body") from None
-        if not isinstance(body, dict):
-            raise EtsyApiError(400, "Invalid JSON body")
-        return body, []
-    params: JsonDict = {}
-    files: list[bytes] = []
-    async with request.form() as form:
-        for key in form:
-            values = form.getlist(key)
-            for value in values:
-                if isinstance(value, UploadFile):
-                    files.append(await value.read())
-            texts = [v for v in values if isinstance(v, str)]
-            if not texts:
-                continue
-            name = key.removesuffix("[]")
-            params[name] = texts if key.endswith("[]") or len(texts) > 1 else texts[0]
-    return params, files
+async def etsy_request(request: Request) -> ParsedRequest:
+    """The request's parameters, once checked against its endpoint's contract."""
+    return await checked_request(request, etsy_contract.CONTRACTS, _refusal)
 
 
-def _as_int(name: str, value: Any, minimum: int = 0) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise EtsyApiError(400, f"{name} must be an integer") from None
-    if isinstance(value, bool) or number < minimum:
-        raise EtsyApiError(400, f"{name} must be greater than or equal to {minimum}")
-    return number
+Params = Annotated[ParsedRequest, Depends(etsy_request)]
 
 
-def _as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in {"true", "1", "false", "0"}:
-        return value.lower() in {"true", "1"}
-    raise EtsyApiError(400, f"{name} must be a boolean")
+# --- listing rules beyond the schema ---------------------------------------------------------------------
 
 
-def _as_str_list(name: str, value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise EtsyApiError(400, f"{name} must be an array of strings")
-    return list(value)
+def title_problem(title: str) -> str | None:
+    """What Etsy's title rule refuses in `title`, or None."""
+    if not title.strip():
+        return "title cannot be empty"
+    if len(title) > TITLE_MAX:
+        return f"title cannot be longer than {TITLE_MAX} characters"
+    for char in title:
+        category = unicodedata.category(char)
+        if not (category[0] in "LP" or category in ("Nd", "Sm", "Zs") or char in TITLE_EXTRA):
+            return f"title contains a character that is not allowed: {char!r}"
+    for char in TITLE_ONCE:
+        if title.count(char) > 1:
+            return f"title may use the {char} character only once"
+    return None
 
 
-def _clean_fields(params: JsonDict) -> JsonDict:
-    """Validate and normalise the listing fields present in a create/update body."""
+def _check_listing_fields(state: SandboxState, shop: EtsyShop, fields: JsonDict) -> None:
+    """Refuse what Etsy refuses once the body has the right shape: titles, ranges, the shop's own ids."""
+    if "title" in fields:
+        problem = title_problem(fields["title"])
+        if problem is not None:
+            raise EtsyApiError(400, problem)
+    if "quantity" in fields and not 1 <= int(fields["quantity"]) <= MAX_QUANTITY:
+        raise EtsyApiError(400, f"quantity must be between 1 and {MAX_QUANTITY}")
+    if "price" in fields and not MIN_PRICE <= float(fields["price"]) <= MAX_PRICE:
+        raise EtsyApiError(400, "price must be between 0.20 and 50000.00")
+    if "taxonomy_id" in fields and int(fields["taxonomy_id"]) not in state.etsy.taxonomy_ids:
+        raise EtsyApiError(400, f"taxonomy_id {fields['taxonomy_id']} is not a valid seller taxonomy id")
+    if fields.get("return_policy_id") is not None and int(fields["return_policy_id"]) not in (
+        shop.return_policy_ids
+    ):
+        raise EtsyApiError(404, f"Could not find a return policy with id = {fields['return_policy_id']}")
+    if fields.get("readiness_state_id") is not None and int(fields["readiness_state_id"]) not in (
+        shop.readiness_state_ids
+    ):
+        raise EtsyApiError(
+            404, f"Could not find a processing profile with id = {fields['readiness_state_id']}"
+        )
+
+
+_INTS = ("quantity", "taxonomy_id", "shipping_profile_id", "return_policy_id", "readiness_state_id")
+_BOOLS = ("is_supply", "should_auto_renew", "is_taxable", "is_customizable")
+
+
+def _normalised(params: JsonDict) -> JsonDict:
+    """Form values (all text) as the types the listing stores."""
     fields: JsonDict = {}
-    if "title" in params:
-        title = params["title"]
-        if not isinstance(title, str) or not title.strip():
-            raise EtsyApiError(400, "title cannot be empty")
-        if len(title) > TITLE_MAX:
-            raise EtsyApiError(400, f"title cannot be longer than {TITLE_MAX} characters")
-        fields["title"] = title
-    if "description" in params:
-        if not isinstance(params["description"], str):
-            raise EtsyApiError(400, "description must be a string")
-        fields["description"] = params["description"]
-    if "quantity" in params:
-        fields["quantity"] = _as_int("quantity", params["quantity"], minimum=0)
-        if fields["quantity"] > 999:
-            raise EtsyApiError(400, "quantity must be less than or equal to 999")
-    if "price" in params:
-        try:
-            price = float(params["price"])
-        except (TypeError, ValueError):
-            raise EtsyApiError(400, "price must be a number") from None
-        if price < 0.2 or price > 50000:
-            raise EtsyApiError(400, "price must be between 0.20 and 50000.00")
-        fields["price"] = round(price, 2)
-    if "who_made" in params:
-        if params["who_made"] not in WHO_MADE:
-            raise EtsyApiError(400, f"who_made must be one of: {', '.join(sorted(WHO_MADE))}")
-        fields["who_made"] = params["who_made"]
-    if "when_made" in params:
-        if params["when_made"] not in WHEN_MADE:
-            raise EtsyApiError(400, f"when_made has an invalid value: {params['when_made']}")
-        fields["when_made"] = params["when_made"]
-    if "is_supply" in params:
-        fields["is_supply"] = _as_bool("is_supply", params["is_supply"])
-    for name in ("taxonomy_id", "shipping_profile_id", "return_policy_id"):
-        if name in params and params[name] is not None:
-            fields[name] = _as_int(name, params[name], minimum=1)
-    for name in ("tags", "materials", "skus"):
-        if name in params:
-            fields[name] = _as_str_list(name, params[name])
-    if "should_auto_renew" in params:
-        fields["should_auto_renew"] = _as_bool("should_auto_renew", params["should_auto_renew"])
-    if "state" in params:
-        fields["state"] = params["state"]
+    for name, value in params.items():
+        if value is None:
+            continue
+        if name in _INTS:
+            fields[name] = int(value)
+        elif name == "price":
+            fields[name] = round(float(value), 2)
+        elif name in _BOOLS:
+            fields[name] = value if isinstance(value, bool) else str(value).lower() in {"true", "1"}
+        elif name in ("tags", "materials", "styles") and isinstance(value, str):
+            fields[name] = [part.strip() for part in value.split(",") if part.strip()]
+        else:
+            fields[name] = value
     return fields
+
+
+def _lenient_fields(params: JsonDict) -> JsonDict:
+    """In lenient mode a malformed body still gets in; keep only what can be typed."""
+    try:
+        return _normalised(params)
+    except (TypeError, ValueError):
+        raise EtsyApiError(400, "Invalid parameter value") from None
 
 
 # --- OAuth ----------------------------------------------------------------------------------------------
 
 
-def _user_of_refresh_token(refresh_token: str) -> int:
-    prefix = refresh_token.split(".", 1)[0]
-    if prefix.isdigit():
-        return int(prefix)
-    return int(hashlib.sha256(refresh_token.encode()).hexdigest()[:8], 16)
-
-
 def issue_tokens(state: SandboxState, user_id: int) -> tuple[str, str]:
-    """Mint an access token and a rotated refresh token for a user."""
+    """Mint an access token and a fresh refresh token for a user."""
     access_token = f"{user_id}.{state.new_secret()}"
     refresh_token = f"{user_id}.{state.new_secret()}"
     state.etsy.access_tokens[access_token] = AccessToken(
@@ -193,46 +173,65 @@ def issue_tokens(state: SandboxState, user_id: int) -> tuple[str, str]:
     return access_token, refresh_token
 
 
-def create_account(state: SandboxState, user_id: int | None, shop_id: int | None) -> JsonDict:
-    """Create a user and shop with live tokens (control API helper)."""
+def create_account(
+    state: SandboxState, user_id: int | None, shop_id: int | None, country_iso: str = "FR"
+) -> JsonDict:
+    """Create a user and a shop (one return policy, one processing profile) with live tokens."""
     user_id = user_id or state.new_id(70_000_000)
+    shop_id = shop_id or user_id + 1_000_000
+    shop = EtsyShop(
+        shop_id,
+        user_id,
+        country_iso=country_iso,
+        return_policy_ids=[state.new_id(2_000_000_000)],
+        readiness_state_ids=[state.new_id(3_000_000_000)],
+    )
+    state.etsy.shops[shop_id] = shop
     access_token, refresh_token = issue_tokens(state, user_id)
     return {
         "user_id": user_id,
-        "shop_id": shop_id or user_id + 1_000_000,
+        "shop_id": shop_id,
+        "country_iso": country_iso,
+        "return_policy_id": shop.return_policy_ids[0],
+        "readiness_state_id": shop.readiness_state_ids[0],
         "access_token": access_token,
         "refresh_token": refresh_token,
         "expires_in": ACCESS_TOKEN_SECONDS,
     }
 
 
+def _token_error(error: str, description: str) -> JSONResponse:
+    return JSONResponse({"error": error, "error_description": description}, status_code=400)
+
+
+async def _token_refusal(request: Request) -> ParsedRequest:
+    def refuse(violations: list[Violation]) -> EtsyApiError:
+        return EtsyApiError(400, "invalid_request", "; ".join(str(v) for v in violations))
+
+    return await checked_request(request, etsy_contract.CONTRACTS, refuse)
+
+
 @router.post("/v3/public/oauth/token")
-async def issue_token(request: Request) -> JSONResponse:
-    """Exchange a refresh token for a new access token and a new refresh token."""
-    params, _ = await read_params(request)
-    if not params.get("client_id"):
-        return JSONResponse(
-            {"error": "invalid_request", "error_description": "client_id is required"}, status_code=400
-        )
-    if params.get("grant_type") != "refresh_token":
-        return JSONResponse(
-            {"error": "unsupported_grant_type", "error_description": "grant_type must be refresh_token"},
-            status_code=400,
-        )
-    refresh_token = params.get("refresh_token")
+async def issue_token(
+    params: Annotated[ParsedRequest, Depends(_token_refusal)], request: Request
+) -> JSONResponse:
+    """Exchange a refresh token for a new access token and a new refresh token; the old one dies."""
+    body = params.body
+    if body.get("grant_type") != "refresh_token":
+        return _token_error("unsupported_grant_type", "grant_type must be refresh_token")
+    refresh_token = body.get("refresh_token")
     if not isinstance(refresh_token, str) or not refresh_token:
-        return JSONResponse(
-            {"error": "invalid_request", "error_description": "refresh_token is required"}, status_code=400
-        )
+        return _token_error("invalid_request", "refresh_token is required")
     state = state_of(request)
     async with state.lock:
-        if refresh_token in state.etsy.revoked_refresh_tokens:
-            return JSONResponse(
-                {"error": "invalid_grant", "error_description": "refresh_token is revoked"}, status_code=400
-            )
-        known = state.etsy.refresh_tokens.get(refresh_token)
-        user_id = int(known) if known is not None else _user_of_refresh_token(refresh_token)
-        access_token, new_refresh_token = issue_tokens(state, user_id)
+        user = state.etsy.refresh_tokens.get(refresh_token)
+        if refresh_token in state.etsy.revoked_refresh_tokens or user is None:
+            return _token_error("invalid_grant", "refresh_token is revoked")
+        # Etsy rotates refresh tokens: the one just used can never be used again.
+        state.etsy.revoked_refresh_tokens.add(refresh_token)
+        del state.etsy.refresh_tokens[refresh_token]
+        access_token, new_refresh_token = issue_tokens(state, int(user))
+        state.etsy.refreshes += 1
     return JSONResponse(
         {
             "access_token": access_token,
@@ -249,9 +248,9 @@ def _bearer(headers: Headers) -> str | None:
 
 
 async def current_user(request: Request) -> int:
-    """Check the API key and the bearer token like Etsy; return the user id."""
+    """Check the bearer token like Etsy (the API key was checked with the contract); return the user id."""
     if not request.headers.get("x-api-key"):
-        raise EtsyApiError(403, "Missing API key. Provide your keystring in the x-api-key header.")
+        raise EtsyApiError(403, etsy_contract.SHARED_SECRET_MISSING)
     token = _bearer(request.headers)
     if token is None:
         raise EtsyApiError(401, "invalid_token", "access token is missing")
@@ -274,10 +273,13 @@ def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "listing"
 
 
+def _money(amount: float, currency: str) -> JsonDict:
+    return {"amount": round(amount * 100), "divisor": 100, "currency_code": currency}
+
+
 def listing_view(listing: EtsyListing, with_images: bool = False) -> JsonDict:
-    """Render a listing like getListing does."""
+    """Render a listing like getListing does (price and quantity come from its inventory)."""
     f = listing.fields
-    price = f.get("price", 0.0)
     view: JsonDict = {
         "listing_id": listing.listing_id,
         "user_id": listing.user_id,
@@ -298,14 +300,15 @@ def listing_view(listing: EtsyListing, with_images: bool = False) -> JsonDict:
         "url": f"https://www.etsy.com/listing/{listing.listing_id}/{_slug(f.get('title', ''))}",
         "num_favorers": 0,
         "non_taxable": False,
-        "is_taxable": True,
+        "is_taxable": f.get("is_taxable", True),
         "is_customizable": False,
         "is_personalizable": False,
-        "listing_type": "physical",
+        "listing_type": f.get("type", "physical"),
         "tags": f.get("tags", []),
         "materials": f.get("materials", []),
         "shipping_profile_id": f.get("shipping_profile_id"),
         "return_policy_id": f.get("return_policy_id"),
+        "readiness_state_id": f.get("readiness_state_id"),
         "processing_min": None,
         "processing_max": None,
         "who_made": f.get("who_made"),
@@ -313,15 +316,11 @@ def listing_view(listing: EtsyListing, with_images: bool = False) -> JsonDict:
         "is_supply": f.get("is_supply"),
         "should_auto_renew": f.get("should_auto_renew", False),
         "language": "en-US",
-        "price": {
-            "amount": round(price * 100),
-            "divisor": 100,
-            "currency_code": f.get("currency_code", "EUR"),
-        },
+        "price": _money(f.get("price", 0.0), f.get("currency_code", "EUR")),
         "taxonomy_id": f.get("taxonomy_id"),
         "views": 0,
         "has_variations": False,
-        "skus": f.get("skus", []),
+        "skus": [sku for sku in f.get("skus", []) if sku],
     }
     if with_images:
         view["images"] = list(listing.images)
@@ -335,29 +334,52 @@ def _find_listing(state: SandboxState, listing_id: int, shop_id: int | None = No
     return listing
 
 
+def _shop(state: SandboxState, shop_id: int, user_id: int) -> EtsyShop:
+    shop = state.etsy.shops.get(shop_id)
+    if shop is None:
+        # A shop the control API never made (older tests): the user's, with no policies of its own.
+        shop = state.etsy.shops.setdefault(shop_id, EtsyShop(shop_id, user_id))
+    if shop.user_id != user_id:
+        raise EtsyApiError(403, "The shop does not belong to the authenticated user")
+    return shop
+
+
 def _wants_images(request: Request) -> bool:
     return "images" in request.query_params.get("includes", "").lower()
 
 
+def _listing_fields(state: SandboxState, params: JsonDict) -> JsonDict:
+    return _lenient_fields(params) if not state.strict else _normalised(params)
+
+
 @router.post(APPLICATION + "/shops/{shop_id}/listings", status_code=201)
-async def create_draft_listing(shop_id: int, request: Request, user_id: EtsyUser) -> JSONResponse:
-    """Create a draft listing (201); required fields and enums are checked like Etsy."""
-    params, _ = await read_params(request)
-    missing = [name for name in REQUIRED_ON_CREATE if params.get(name) in (None, "")]
+async def create_draft_listing(
+    params: Params, shop_id: int, request: Request, user_id: EtsyUser
+) -> JSONResponse:
+    """Create a draft listing (201): no SKU, no state; the inventory gets its SKU, price and stock later."""
+    state = state_of(request)
+    fields = _listing_fields(state, params.body)
+    missing = [n for n in etsy_contract.CreateDraftListing.model_fields if n not in fields]
+    missing = [n for n in missing if etsy_contract.CreateDraftListing.model_fields[n].is_required()]
     if missing:
         raise EtsyApiError(400, f"Missing required parameter(s): {', '.join(missing)}")
-    fields = _clean_fields(params)
-    fields.pop("state", None)  # createDraftListing always creates a draft
     if "is_supply" not in fields:
         # Etsy: once who_made and when_made are given, is_supply must be given too.
         raise EtsyApiError(400, "is_supply is required when who_made and when_made are provided")
-    if "shipping_profile_id" not in fields:
-        raise EtsyApiError(400, "shipping_profile_id is required for physical listings")
-    state = state_of(request)
+    if fields.get("type", "physical") == "physical":
+        if "shipping_profile_id" not in fields:
+            raise EtsyApiError(400, "shipping_profile_id is required for physical listings")
+        if state.strict and "readiness_state_id" not in fields:
+            raise EtsyApiError(400, "readiness_state_id is required for physical listings")
     async with state.lock:
+        shop = _shop(state, shop_id, user_id)
+        if state.strict:
+            _check_listing_fields(state, shop, fields)
+        for lenient_only in ("skus", "state"):
+            fields.pop(lenient_only, None)
         now = int(state.clock.now())
         listing_id = state.new_id(1_500_000_000)
-        fields.update(state="draft", created=now, updated=now)
+        fields.update(state="draft", created=now, updated=now, skus=[])
         listing = EtsyListing(listing_id, shop_id, user_id, fields)
         state.etsy.listings[listing_id] = listing
         view = listing_view(listing)
@@ -366,6 +388,7 @@ async def create_draft_listing(shop_id: int, request: Request, user_id: EtsyUser
 
 @router.get(APPLICATION + "/shops/{shop_id}/listings")
 async def get_listings_by_shop(
+    params: Params,
     shop_id: int,
     request: Request,
     user_id: EtsyUser,
@@ -396,23 +419,34 @@ async def get_listing(listing_id: int, request: Request, user_id: EtsyUser) -> J
 
 
 @router.patch(APPLICATION + "/shops/{shop_id}/listings/{listing_id}")
-async def update_listing(shop_id: int, listing_id: int, request: Request, user_id: EtsyUser) -> JsonDict:
-    """Change a listing's fields or state; activating needs an image and stock, as on Etsy."""
-    params, _ = await read_params(request)
-    fields = _clean_fields(params)
+async def update_listing(
+    params: Params, shop_id: int, listing_id: int, request: Request, user_id: EtsyUser
+) -> JsonDict:
+    """Change a listing's fields or state; activating needs an image, stock and (outside the EU) a return
+    policy, as on Etsy. Price and quantity are not fields of this endpoint: only the inventory sets them."""
     state = state_of(request)
+    fields = _listing_fields(state, params.body)
     async with state.lock:
         listing = _find_listing(state, listing_id, shop_id)
+        shop = _shop(state, shop_id, user_id)
+        if state.strict:
+            _check_listing_fields(state, shop, fields)
         target = fields.get("state")
         if target is not None:
-            if target not in SETTABLE_STATES:
+            if target not in ("active", "inactive"):
                 raise EtsyApiError(400, "state must be one of: active, inactive")
+            merged = {**listing.fields, **fields}
             if target == "active":
                 if not listing.images:
                     raise EtsyApiError(400, "Cannot activate a listing without at least one image.")
-                quantity = fields["quantity"] if "quantity" in fields else listing.fields.get("quantity")
+                quantity = merged.get("quantity")
                 if not isinstance(quantity, int) or quantity <= 0:
                     raise EtsyApiError(400, "Cannot activate a listing with a quantity of 0.")
+                physical = merged.get("type", "physical") == "physical"
+                if physical and shop.country_iso not in EU_COUNTRIES and not merged.get("return_policy_id"):
+                    raise EtsyApiError(
+                        400, "A return policy is required to activate a physical listing in this shop."
+                    )
         listing.fields.update(fields)
         listing.fields["updated"] = int(state.clock.now())
         return listing_view(listing)
@@ -429,119 +463,232 @@ async def delete_listing(listing_id: int, request: Request, user_id: EtsyUser) -
 
 # --- images ---------------------------------------------------------------------------------------------
 
+#: The smallest image Etsy would take: anything shorter is not a picture (a truncated or empty upload).
+MIN_IMAGE_BYTES = 32
+
+
+def _image_record(state: SandboxState, listing_id: int, params: JsonDict, data: bytes) -> JsonDict:
+    image_id = state.new_id(4_000_000_000)
+    base = f"https://i.etsystatic.com/sandbox/{image_id}"
+    return {
+        "listing_id": listing_id,
+        "listing_image_id": image_id,
+        "hex_code": None,
+        "created_timestamp": int(state.clock.now()),
+        "rank": 0,
+        "url_75x75": f"{base}/il_75x75.jpg",
+        "url_170x135": f"{base}/il_170x135.jpg",
+        "url_570xN": f"{base}/il_570xN.jpg",
+        "url_fullxfull": f"{base}/il_fullxfull.jpg",
+        "full_height": None,
+        "full_width": None,
+        "alt_text": params.get("alt_text"),
+        "byte_size": len(data),
+    }
+
+
+def _rerank(images: list[JsonDict]) -> None:
+    for position, image in enumerate(images, start=1):
+        image["rank"] = position
+
 
 @router.post(APPLICATION + "/shops/{shop_id}/listings/{listing_id}/images", status_code=201)
 async def upload_listing_image(
-    shop_id: int, listing_id: int, request: Request, user_id: EtsyUser
+    params: Params, shop_id: int, listing_id: int, request: Request, user_id: EtsyUser
 ) -> JSONResponse:
-    """Attach an uploaded file (multipart `image`) or an existing `listing_image_id` to a listing."""
-    params, files = await read_params(request)
-    data = files[0] if files else b""
+    """Attach an uploaded file (multipart `image`) or an existing `listing_image_id` to a listing.
+
+    `rank` places the image (1 is first); with `overwrite=true` it replaces the image at that rank.
+    """
+    body = params.body
+    data = params.files.get("image", b"")
     state = state_of(request)
     async with state.lock:
         listing = _find_listing(state, listing_id, shop_id)
-        existing_id = params.get("listing_image_id")
+        existing_id = body.get("listing_image_id")
         if existing_id is not None:
             for known in listing.images:
                 if str(known["listing_image_id"]) == str(existing_id):
                     return JSONResponse(known, status_code=201)
         if not data:
             raise EtsyApiError(400, "Either a valid image file or a listing_image_id must be provided.")
-        if len(listing.images) >= IMAGES_MAX:
-            raise EtsyApiError(
-                400,
-                "Listings are only allowed 10 images. "
-                "Please delete a ListingImage before trying to upload another.",
-            )
-        image_id = state.new_id(4_000_000_000)
-        base = f"https://i.etsystatic.com/sandbox/{image_id}"
-        image: JsonDict = {
-            "listing_id": listing_id,
-            "listing_image_id": image_id,
-            "hex_code": None,
-            "created_timestamp": int(state.clock.now()),
-            "rank": len(listing.images) + 1,
-            "url_75x75": f"{base}/il_75x75.jpg",
-            "url_170x135": f"{base}/il_170x135.jpg",
-            "url_570xN": f"{base}/il_570xN.jpg",
-            "url_fullxfull": f"{base}/il_fullxfull.jpg",
-            "full_height": None,
-            "full_width": None,
-            "alt_text": params.get("alt_text"),
-            "byte_size": len(data),
-        }
-        listing.images.append(image)
+        if state.strict and len(data) < MIN_IMAGE_BYTES:
+            raise EtsyApiError(400, "The image file is not a valid image.")
+        rank = int(body.get("rank") or len(listing.images) + 1)
+        overwrite = str(body.get("overwrite", "")).lower() in {"true", "1"}
+        image = _image_record(state, listing_id, body, data)
+        index = max(0, min(rank, len(listing.images) + 1) - 1)
+        if overwrite and index < len(listing.images):
+            listing.images[index] = image
+        else:
+            if len(listing.images) >= IMAGES_MAX:
+                raise EtsyApiError(
+                    400,
+                    "Listings are only allowed 10 images. "
+                    "Please delete a ListingImage before trying to upload another.",
+                )
+            listing.images.insert(index, image)
+        _rerank(listing.images)
     return JSONResponse(image, status_code=201)
 
 
+@router.delete(
+    APPLICATION + "/shops/{shop_id}/listings/{listing_id}/images/{listing_image_id}", status_code=204
+)
+async def delete_listing_image(
+    params: Params, shop_id: int, listing_id: int, listing_image_id: int, request: Request, user_id: EtsyUser
+) -> Response:
+    """Remove an image from a listing (the rest close ranks)."""
+    state = state_of(request)
+    async with state.lock:
+        listing = _find_listing(state, listing_id, shop_id)
+        kept = [i for i in listing.images if i["listing_image_id"] != listing_image_id]
+        if len(kept) == len(listing.images):
+            raise EtsyApiError(404, f"Could not find a ListingImage with id = {listing_image_id}")
+        listing.images = kept
+        _rerank(listing.images)
+    return Response(status_code=204)
+
+
 @router.get(APPLICATION + "/listings/{listing_id}/images")
-async def get_listing_images(listing_id: int, request: Request, user_id: EtsyUser) -> JsonDict:
+async def get_listing_images(
+    params: Params, listing_id: int, request: Request, user_id: EtsyUser
+) -> JsonDict:
     """List a listing's images."""
     images = _find_listing(state_of(request), listing_id).images
     return {"count": len(images), "results": list(images)}
 
 
-# --- inventory (where real Etsy keeps SKU, price and quantity) -------------------------------------------
+# --- inventory (where Etsy keeps SKU, price and quantity) ------------------------------------------------
 
 
 def _inventory_view(listing: EtsyListing) -> JsonDict:
     f = listing.fields
-    skus = f.get("skus") or [""]
-    price = f.get("price", 0.0)
+    products = f.get("inventory") or [
+        {
+            "sku": "",
+            "price": f.get("price", 0.0),
+            "quantity": f.get("quantity", 0),
+            "readiness_state_id": None,
+        }
+    ]
+    currency = f.get("currency_code", "EUR")
     return {
         "products": [
             {
-                "sku": sku,
+                "product_id": listing.listing_id * 10 + position,
+                "sku": product["sku"],
                 "is_deleted": False,
                 "offerings": [
                     {
-                        "quantity": f.get("quantity", 0),
+                        "offering_id": listing.listing_id * 100 + position,
+                        "quantity": product["quantity"],
                         "is_enabled": True,
                         "is_deleted": False,
-                        "price": {"amount": round(price * 100), "divisor": 100, "currency_code": "EUR"},
+                        "price": _money(product["price"], currency),
+                        "readiness_state_id": product["readiness_state_id"],
                     }
                 ],
                 "property_values": [],
             }
-            for sku in skus
+            for position, product in enumerate(products)
         ],
         "price_on_property": [],
         "quantity_on_property": [],
         "sku_on_property": [],
+        "readiness_state_on_property": [],
         "listing": listing_view(listing),
     }
 
 
 @router.get(APPLICATION + "/listings/{listing_id}/inventory")
-async def get_listing_inventory(listing_id: int, request: Request, user_id: EtsyUser) -> JsonDict:
+async def get_listing_inventory(
+    params: Params, listing_id: int, request: Request, user_id: EtsyUser
+) -> JsonDict:
     """Return a listing's inventory (one product per SKU)."""
     return _inventory_view(_find_listing(state_of(request), listing_id))
 
 
 @router.put(APPLICATION + "/listings/{listing_id}/inventory")
-async def update_listing_inventory(listing_id: int, request: Request, user_id: EtsyUser) -> JsonDict:
-    """Set SKU, price and quantity from `products[].offerings[]` (variations are not modelled)."""
-    params, _ = await read_params(request)
-    products = params.get("products")
-    if not isinstance(products, list) or not products or not all(isinstance(p, dict) for p in products):
-        raise EtsyApiError(400, "products must be a non-empty array")
-    first_offerings = products[0].get("offerings")
-    if (
-        not isinstance(first_offerings, list)
-        or not first_offerings
-        or not isinstance(first_offerings[0], dict)
-    ):
-        raise EtsyApiError(400, "products[0].offerings must be a non-empty array")
-    fields = _clean_fields(
-        {"price": first_offerings[0].get("price"), "quantity": first_offerings[0].get("quantity")}
-    )
-    fields["skus"] = [str(p.get("sku")) for p in products if p.get("sku")]
+async def update_listing_inventory(
+    params: Params, listing_id: int, request: Request, user_id: EtsyUser
+) -> JsonDict:
+    """Replace the inventory: SKUs, prices and quantities (variations by property are not modelled)."""
     state = state_of(request)
+    try:
+        inventory = etsy_contract.UpdateListingInventory.model_validate(params.body)
+    except ValueError:
+        raise EtsyApiError(400, "products must be a non-empty array of products with offerings") from None
+    products: list[JsonDict] = []
+    for product in inventory.products:
+        offering = product.offerings[0]
+        if not MIN_PRICE <= offering.price <= MAX_PRICE:
+            raise EtsyApiError(400, "price must be between 0.20 and 50000.00")
+        if not 0 <= offering.quantity <= MAX_QUANTITY:
+            raise EtsyApiError(400, f"quantity must be between 0 and {MAX_QUANTITY}")
+        products.append(
+            {
+                "sku": product.sku or "",
+                "price": round(offering.price, 2),
+                "quantity": offering.quantity if offering.is_enabled else 0,
+                "readiness_state_id": offering.readiness_state_id,
+            }
+        )
     async with state.lock:
         listing = _find_listing(state, listing_id)
-        listing.fields.update(fields)
+        shop = _shop(state, listing.shop_id, user_id)
+        for stored in products:
+            readiness = stored["readiness_state_id"]
+            if state.strict and readiness is not None and readiness not in shop.readiness_state_ids:
+                raise EtsyApiError(404, f"Could not find a processing profile with id = {readiness}")
+        listing.fields["inventory"] = products
+        listing.fields["skus"] = [p["sku"] for p in products if p["sku"]]
+        listing.fields["price"] = min(p["price"] for p in products)
+        listing.fields["quantity"] = sum(p["quantity"] for p in products)
         listing.fields["updated"] = int(state.clock.now())
         return _inventory_view(listing)
+
+
+# --- shop policies --------------------------------------------------------------------------------------
+
+
+@router.get(APPLICATION + "/shops/{shop_id}/policies/return")
+async def get_shop_return_policies(
+    params: Params, shop_id: int, request: Request, user_id: EtsyUser
+) -> JsonDict:
+    """The shop's return policies."""
+    shop = _shop(state_of(request), shop_id, user_id)
+    results = [
+        {
+            "return_policy_id": policy_id,
+            "shop_id": shop_id,
+            "accepts_returns": True,
+            "accepts_exchanges": True,
+            "return_deadline": 30,
+        }
+        for policy_id in shop.return_policy_ids
+    ]
+    return {"count": len(results), "results": results}
+
+
+@router.get(APPLICATION + "/shops/{shop_id}/readiness-state-definitions")
+async def get_shop_readiness_states(
+    params: Params, shop_id: int, request: Request, user_id: EtsyUser
+) -> JsonDict:
+    """The shop's processing profiles."""
+    shop = _shop(state_of(request), shop_id, user_id)
+    results = [
+        {
+            "readiness_state_id": readiness_id,
+            "shop_id": shop_id,
+            "readiness_state": "ready_to_ship",
+            "min_processing_time": 1,
+            "max_processing_time": 3,
+            "processing_time_unit": "days",
+        }
+        for readiness_id in shop.readiness_state_ids
+    ]
+    return {"count": len(results), "results": results}
 
 
 # --- inspection and fault hooks -------------------------------------------------------------------------

@@ -201,6 +201,8 @@ class FaultMiddleware:
                 )
             )
             latencies, rule = self._pick_rules(platform, method, path, headers, hooks)
+        # The route notes contract violations on the record (ops/sandbox/contract.py).
+        scope.setdefault("state", {})["sandbox_record"] = record
         for delay in latencies:
             await asyncio.sleep(delay)
         if rule is not None:

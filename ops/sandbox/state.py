@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from starlette.requests import Request
 
+from ops.sandbox.catalogue import etsy_taxonomy_ids
+
 Platform = Literal["ebay", "etsy", "vinted"]
 PLATFORMS: tuple[Platform, ...] = ("ebay", "etsy", "vinted")
 
@@ -50,6 +52,8 @@ class RequestRecord:
     endpoint: str | None = None
     status: int | None = None
     fault: str | None = None
+    #: How the request broke its endpoint's contract (ops/sandbox/contract.py); empty when it conforms.
+    violations: list[str] = field(default_factory=list)
 
     def to_json(self) -> JsonDict:
         """Render the record for the inspection API."""
@@ -62,6 +66,7 @@ class RequestRecord:
             "at": self.at,
             "status": self.status,
             "fault": self.fault,
+            "violations": list(self.violations),
         }
 
 
@@ -132,13 +137,30 @@ class EtsyListing:
 
 
 @dataclass
-class EtsyState:
-    """Users (by id), their refresh and access tokens, and listings by id."""
+class EtsyShop:
+    """A shop's settings that listings must name: its return policies and processing profiles."""
 
+    shop_id: int
+    user_id: int
+    #: ISO country of the shop: outside the EU, a physical listing needs a return policy to be active.
+    country_iso: str = "FR"
+    return_policy_ids: list[int] = field(default_factory=list)
+    readiness_state_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class EtsyState:
+    """Users (by id), their refresh and access tokens, shops and listings by id."""
+
+    shops: dict[int, EtsyShop] = field(default_factory=dict)
     refresh_tokens: dict[str, str] = field(default_factory=dict)
     revoked_refresh_tokens: set[str] = field(default_factory=set)
     access_tokens: dict[str, AccessToken] = field(default_factory=dict)
     listings: dict[int, EtsyListing] = field(default_factory=dict)
+    #: The seller taxonomy ids the fake knows (a listing naming another is refused).
+    taxonomy_ids: frozenset[int] = field(default_factory=frozenset)
+    #: Refresh-token grants served: a race of refreshers shows here as more than one.
+    refreshes: int = 0
 
 
 # --- Vinted ---------------------------------------------------------------------------------------------
@@ -188,9 +210,13 @@ class IdSequence:
 class SandboxState:
     """All mutable sandbox state, guarded by one asyncio lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, strict: bool = True) -> None:
         self.lock = asyncio.Lock()
         self.clock = SandboxClock()
+        #: Strict: a request that breaks its endpoint's contract is refused as the marketplace would.
+        #: Lenient (only where a test asks for it): the violation is logged and the request served.
+        self.default_strict = strict
+        self.strict = strict
         # Ids keep growing across resets so a stale id from before a reset can never name a new object.
         self._ids = IdSequence(1)
         self.reset()
@@ -198,10 +224,11 @@ class SandboxState:
     def reset(self) -> None:
         """Forget every account, listing, token, request record and clock offset."""
         self.ebay = EbayState()
-        self.etsy = EtsyState()
+        self.etsy = EtsyState(taxonomy_ids=etsy_taxonomy_ids())
         self.vinted = VintedState()
         self.requests: list[RequestRecord] = []
         self.clock.offset_seconds = 0.0
+        self.strict = self.default_strict
 
     def new_id(self, base: int) -> int:
         """Return a fresh id offset by `base` so each kind of object has a recognisable range."""

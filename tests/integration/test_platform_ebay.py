@@ -368,7 +368,7 @@ async def test_marketplace_validation_error_is_platform_rejected_with_its_messag
 
     assert isinstance(error, PermanentPlatformError)
     assert error.code == "platform_rejected"
-    assert "Pictures must be 1 to 24 absolute http(s) URLs" in error.message
+    assert "picture URLs must use HTTPS" in error.message
     assert job.progress == {}
 
 

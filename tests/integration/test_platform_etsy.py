@@ -3,13 +3,14 @@ images uploaded once, whatever faults the sandbox throws (lost answers, 429s, 5x
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
@@ -146,6 +147,7 @@ def make_adapter(
         http,
         base_url=base_url,
         api_key="stoflow-test-keystring",
+        shared_secret="stoflow-test-secret",
         # Tests are not throttled unless they say so; the limiter has its own tests below.
         limiter=limiter or RequestRateLimiter(10_000, burst=100),
         retry=RetryPolicy(initial_wait=0.01, max_wait=0.02, jitter=0.0, sleep=waits, **retry),
@@ -268,11 +270,21 @@ async def test_publish_run_again_keeps_one_listing_and_its_images(
     [listing] = await listings_of(control)
     assert len(listing["images"]) == 2
     assert listing["state"] == "active"
-    assert len(await etsy_requests(control, method="POST", path_prefix=f"{APPLICATION}/shops")) == 1 + 2
+    posts = await etsy_requests(control, method="POST", path_prefix=f"{APPLICATION}/shops")
+    assert [r["path"] for r in posts].count(f"{APPLICATION}/shops/{SHOP_ID}/listings") == 1
+    # Without saved progress the found listing's photos are put again, each over itself: never added.
+    assert len(posts) == 1 + 2 + 2
+
+
+async def shop_listings(control: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """Every listing of the shop, with or without a SKU (a draft gets its SKU only from its inventory)."""
+    response = await control.get("/_sandbox/etsy/listings", params={"shop_id": SHOP_ID})
+    found: list[dict[str, Any]] = response.json()["shops"].get(str(SHOP_ID), {}).get("listings", [])
+    return [listing for listing in found if not listing["deleted"]]
 
 
 @pytest.mark.parametrize("mode", ["502", "drop"])
-async def test_lost_answer_to_create_then_next_run_reuses_the_draft(
+async def test_lost_answer_to_create_then_next_run_adopts_the_draft_and_gives_it_the_sku(
     adapter: EtsyAdapter,
     control: httpx.AsyncClient,
     shop: dict[str, Any],
@@ -292,30 +304,34 @@ async def test_lost_answer_to_create_then_next_run_reuses_the_draft(
     # Not repeated in-process: the lost answer may hide a listing (it does here).
     await raises(TransientPlatformError, lambda: adapter.publish(job.run()))
     assert waits.seconds == []
-    [draft] = await listings_of(control)
-    assert draft["state"] == "draft"
+    [draft] = await shop_listings(control)
+    assert draft["state"] == "draft" and draft["skus"] == []  # as on Etsy: no SKU before the inventory
 
     outcome = await adapter.publish(job.run())
 
-    [listing] = await listings_of(control)
+    [listing] = await shop_listings(control)
     assert outcome.external_id == str(listing["listing_id"]) == str(draft["listing_id"])
     assert listing["state"] == "active"
+    assert listing["skus"] == ["SKU-ETSY-9"]
     assert len(listing["images"]) == 2
+    # And from now on the inventory SKU finds it, even without the job's saved progress.
+    again = await adapter.publish(new_job(shop, product_for(sandbox_url)).run())
+    assert again.external_id == outcome.external_id
+    assert len(await shop_listings(control)) == 1
 
 
-async def test_lost_answer_to_an_image_upload_does_not_upload_it_twice(
+async def test_lost_answer_to_an_image_upload_is_repeated_over_itself(
     adapter: EtsyAdapter, control: httpx.AsyncClient, shop: dict[str, Any], sandbox_url: str
 ) -> None:
     job = new_job(shop, product_for(sandbox_url))
     await arm(control, kind="response_lost", path_prefix=f"{APPLICATION}/shops/{SHOP_ID}/listings/", count=1)
 
-    await raises(TransientPlatformError, lambda: adapter.publish(job.run()))
-    assert job.progress.get("images_uploaded") is None  # the first upload's answer was lost
-
+    # An upload at a rank with `overwrite` is idempotent, so the lost answer is retried at once.
     await adapter.publish(job.run())
 
     [listing] = await listings_of(control)
     assert len(listing["images"]) == 2
+    assert [image["rank"] for image in listing["images"]] == [1, 2]
     assert listing["state"] == "active"
 
 
@@ -393,7 +409,7 @@ async def test_marketplace_validation_error_is_platform_rejected_with_its_messag
 
     assert isinstance(error, PermanentPlatformError)
     assert error.code == "platform_rejected"
-    assert "shipping_profile_id must be greater than or equal to 1" in error.message
+    assert "shipping_profile_id" in error.message and "greater than or equal to 1" in error.message
     assert job.progress == {}
 
 
@@ -470,7 +486,7 @@ async def test_delist_deactivates_and_a_deleted_listing_counts_as_delisted(
     [after] = await listings_of(control)
     assert after["state"] == "inactive"
 
-    headers = {"x-api-key": "k", "Authorization": f"Bearer {shop['access_token']}"}
+    headers = {"x-api-key": "k:s", "Authorization": f"Bearer {shop['access_token']}"}
     deleted = await control.delete(f"{APPLICATION}/listings/{listing['external_id']}", headers=headers)
     assert deleted.status_code == 204
     outcome = await adapter.delist(job.run())  # nothing left to end: still a success
@@ -523,3 +539,86 @@ async def test_default_limiter_keeps_a_publish_within_ten_requests_per_second(
     times = sorted(r["at"] for r in await etsy_requests(control))
     assert len(times) >= 8
     assert all(later - earlier >= 0.09 for earlier, later in pairwise(times))
+
+
+# --- which listing is this product's ----------------------------------------------------------------------
+
+
+async def test_a_new_product_with_a_deleted_products_sku_gets_its_own_listing(
+    adapter: EtsyAdapter, control: httpx.AsyncClient, shop: dict[str, Any], sandbox_url: str
+) -> None:
+    old = product_for(sandbox_url, id=9, created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    first = await adapter.publish(new_job(shop, old).run())
+    await adapter.delist(
+        new_job(shop, old, action="delist", listing={"external_id": first.external_id, "data": {}}).run()
+    )
+    # The old product is deleted (its SKU freed); a new one takes the SKU, with its own photo and category.
+    clock = (await control.get("/_sandbox/clock")).json()["now"]
+    new = product_for(
+        sandbox_url,
+        id=10,
+        title="Chemise en soie années 70",
+        decade="1970s",
+        category="women_skirts",
+        image_urls=(f"{sandbox_url}/media/p/10/1.png?sig=new",),
+        created_at=datetime.fromtimestamp(clock + 1, tz=UTC),
+    )
+    await control.post("/_sandbox/clock/advance", json={"seconds": 5})
+
+    second = await adapter.publish(new_job(shop, new).run())
+
+    assert second.external_id != first.external_id
+    listings = {str(x["listing_id"]): x for x in await shop_listings(control)}
+    assert listings[first.external_id]["state"] == "inactive"
+    fresh = listings[second.external_id]
+    assert fresh["state"] == "active"
+    assert fresh["title"] == "Chemise en soie années 70"
+    assert len(fresh["images"]) == 1
+    assert fresh["skus"] == ["SKU-ETSY-9"]
+
+
+async def test_products_of_one_title_published_at_once_keep_their_own_drafts(
+    adapter: EtsyAdapter, control: httpx.AsyncClient, shop: dict[str, Any], sandbox_url: str
+) -> None:
+    products = [product_for(sandbox_url, id=20 + i, sku=f"SKU-TWIN-{i}") for i in range(4)]
+    # Every create answer is lost: each next run must adopt its own draft, never a twin's.
+    await arm(
+        control,
+        kind="response_lost",
+        path_prefix=f"{APPLICATION}/shops/{SHOP_ID}/listings",
+        methods=["POST"],
+        count=4,
+    )
+    jobs = [new_job(shop, p) for p in products]
+    for job in jobs:
+        await raises(TransientPlatformError, lambda job=job: adapter.publish(job.run()))
+
+    outcomes = await asyncio.gather(*(adapter.publish(job.run()) for job in jobs))
+
+    listings = await shop_listings(control)
+    assert len(listings) == 4
+    assert {o.external_id for o in outcomes} == {str(x["listing_id"]) for x in listings}
+    by_id = {str(x["listing_id"]): x for x in listings}
+    for product, outcome in zip(products, outcomes, strict=True):
+        assert by_id[outcome.external_id]["skus"] == [product.sku]
+        assert "[stoflow:" not in by_id[outcome.external_id]["description"]
+
+
+async def test_update_reaches_the_inventory_as_etsy_takes_it(
+    adapter: EtsyAdapter, control: httpx.AsyncClient, shop: dict[str, Any], sandbox_url: str
+) -> None:
+    listing = await published(adapter, shop, sandbox_url)
+    changed = product_for(sandbox_url, price=Decimal("42.10"), stock_quantity=3)
+
+    await adapter.update(new_job(shop, changed, action="update", listing=listing).run())
+
+    inventory = await control.get(
+        f"{APPLICATION}/listings/{listing['external_id']}/inventory",
+        headers={"x-api-key": "k:s", "Authorization": f"Bearer {shop['access_token']}"},
+    )
+    [product] = inventory.json()["products"]
+    assert product["sku"] == "SKU-ETSY-9"
+    assert product["offerings"][0]["price"]["amount"] == 4210
+    assert product["offerings"][0]["quantity"] == 3
+    # Every request the client sent conformed to the schemas (the sandbox is strict: it would have refused).
+    assert all(r["violations"] == [] for r in await etsy_requests(control))

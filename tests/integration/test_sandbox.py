@@ -202,8 +202,9 @@ async def test_ebay_inventory_item_is_validated_and_needs_content_language(clien
     )
 
     assert refused.status_code == 400
-    fields = {p["value"] for e in refused.json()["errors"] for p in e["parameters"]}
-    assert fields == {"product.imageUrls", "condition"}
+    reasons = {p["value"] for e in refused.json()["errors"] for p in e["parameters"]}
+    assert reasons == {"product.imageUrls", "body.condition: Field required"}
+    assert {e["errorId"] for e in refused.json()["errors"]} == {2004, 25002}
     assert no_language.status_code == 400
     assert no_language.json()["errors"][0]["errorId"] == 25709
 
@@ -216,11 +217,21 @@ async def test_ebay_offer_updates_and_publish_refuses_missing_policies(client: h
     offer_id = (await client.post(f"{INVENTORY}/offer", json=offer, headers=headers)).json()["offerId"]
 
     refused = await client.post(f"{INVENTORY}/offer/{offer_id}/publish", headers=headers)
-    updated = await client.put(f"{INVENTORY}/offer/{offer_id}", json=ebay_offer("SKU-5"), headers=headers)
+    create_shape = await client.put(
+        f"{INVENTORY}/offer/{offer_id}", json=ebay_offer("SKU-5"), headers=headers
+    )
+    keys = {"sku", "marketplaceId", "format"}
+    update_shape = {k: v for k, v in ebay_offer("SKU-5").items() if k not in keys}
+    updated = await client.put(f"{INVENTORY}/offer/{offer_id}", json=update_shape, headers=headers)
     published = await client.post(f"{INVENTORY}/offer/{offer_id}/publish", headers=headers)
 
     assert refused.status_code == 400
     assert {e["errorId"] for e in refused.json()["errors"]} == {25007, 25008, 25009}
+    # updateOffer takes EbayOfferDetailsWithId: the offer's keys are not fields of it.
+    assert create_shape.status_code == 400
+    assert {p["value"] for e in create_shape.json()["errors"] for p in e["parameters"]} == {
+        f"body.{key}: unknown field" for key in keys
+    }
     assert updated.status_code == 204
     assert published.status_code == 200
 
@@ -246,9 +257,8 @@ def etsy_listing(**overrides: Any) -> dict[str, Any]:
         "who_made": "someone_else",
         "when_made": "1990s",
         "is_supply": False,
-        "taxonomy_id": 2078,
+        "taxonomy_id": 374,
         "shipping_profile_id": 98765,
-        "skus": ["SKU-E1"],
         **overrides,
     }
 
@@ -264,7 +274,7 @@ async def test_etsy_refresh_rotates_tokens_and_revoked_is_invalid_grant(client: 
             "refresh_token": shop["refresh_token"],
         },
     )
-    await client.post("/_sandbox/etsy/revoke", json={"refresh_token": shop["refresh_token"]})
+    # Rotation: the refresh token just used is dead.
     revoked = await client.post(
         "/v3/public/oauth/token",
         data={
@@ -282,40 +292,66 @@ async def test_etsy_refresh_rotates_tokens_and_revoked_is_invalid_grant(client: 
     assert revoked.json() == {"error": "invalid_grant", "error_description": "refresh_token is revoked"}
 
 
-async def test_etsy_requires_api_key_and_valid_bearer(client: httpx.AsyncClient) -> None:
+async def test_etsy_requires_api_key_with_shared_secret_and_valid_bearer(client: httpx.AsyncClient) -> None:
     shop = await etsy_shop(client)
 
     no_key = await client.get("/v3/application/shops/555/listings", headers={"Authorization": "Bearer 1.x"})
+    bare_key = await client.get(
+        "/v3/application/shops/555/listings",
+        headers={"x-api-key": "keystring", "Authorization": shop["headers"]["Authorization"]},
+    )
     bad_token = await client.get(
-        "/v3/application/shops/555/listings", headers={"x-api-key": "k", "Authorization": "Bearer 1.x"}
+        "/v3/application/shops/555/listings", headers={"x-api-key": "k:s", "Authorization": "Bearer 1.x"}
     )
     await client.post("/_sandbox/clock/advance", json={"seconds": 3601})
     expired = await client.get("/v3/application/shops/555/listings", headers=shop["headers"])
 
     assert no_key.status_code == 403
-    assert "error" in no_key.json()
+    # Since February 2026: the keystring alone is refused.
+    assert bare_key.status_code == 403
+    assert bare_key.json() == {"error": "Shared secret is required in x-api-key header."}
     assert bad_token.status_code == 401
     assert expired.json() == {"error": "invalid_token", "error_description": "access token is expired"}
 
 
-async def test_etsy_listing_flow_draft_image_activate_list_delete(client: httpx.AsyncClient) -> None:
-    headers = (await etsy_shop(client))["headers"]
+def with_shop(shop: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    return etsy_listing(readiness_state_id=shop["readiness_state_id"], **overrides)
 
-    created = await client.post("/v3/application/shops/555/listings", data=etsy_listing(), headers=headers)
+
+async def test_etsy_listing_flow_draft_inventory_image_activate_list_delete(
+    client: httpx.AsyncClient,
+) -> None:
+    shop = await etsy_shop(client)
+    headers = shop["headers"]
+
+    created = await client.post("/v3/application/shops/555/listings", data=with_shop(shop), headers=headers)
     listing = created.json()
     listing_id = listing["listing_id"]
     no_image = await client.patch(
         f"/v3/application/shops/555/listings/{listing_id}", data={"state": "active"}, headers=headers
     )
+    inventory = await client.put(
+        f"/v3/application/listings/{listing_id}/inventory",
+        json={
+            "products": [
+                {
+                    "sku": "SKU-E1",
+                    "property_values": [],
+                    "offerings": [
+                        {"price": 30, "quantity": 2, "is_enabled": True, "readiness_state_id": None}
+                    ],
+                }
+            ]
+        },
+        headers=headers,
+    )
     image = await client.post(
         f"/v3/application/shops/555/listings/{listing_id}/images",
-        files={"image": ("front.jpg", b"\xff\xd8jpeg-bytes", "image/jpeg")},
+        files={"image": ("front.jpg", b"\xff\xd8" + b"jpeg-bytes" * 8, "image/jpeg")},
         headers=headers,
     )
     activated = await client.patch(
-        f"/v3/application/shops/555/listings/{listing_id}",
-        json={"state": "active", "price": 30},
-        headers=headers,
+        f"/v3/application/shops/555/listings/{listing_id}", data={"state": "active"}, headers=headers
     )
     active = await client.get(
         "/v3/application/shops/555/listings", params={"state": "active"}, headers=headers
@@ -325,14 +361,17 @@ async def test_etsy_listing_flow_draft_image_activate_list_delete(client: httpx.
 
     assert created.status_code == 201
     assert listing["state"] == "draft"
+    assert listing["skus"] == []
     assert listing["url"].startswith(f"https://www.etsy.com/listing/{listing_id}/")
     assert listing["price"] == {"amount": 3550, "divisor": 100, "currency_code": "EUR"}
     assert no_image.status_code == 400
     assert "image" in no_image.json()["error"]
+    assert inventory.status_code == 200, inventory.text
     assert image.status_code == 201
     assert image.json()["listing_image_id"]
     assert activated.json()["state"] == "active"
     assert activated.json()["price"]["amount"] == 3000
+    assert activated.json()["quantity"] == 2
     assert active.json()["count"] == 1
     assert active.json()["results"][0]["skus"] == ["SKU-E1"]
     assert deleted.status_code == 204
@@ -346,19 +385,84 @@ async def test_etsy_listing_flow_draft_image_activate_list_delete(client: httpx.
         ({"who_made": "a_robot"}, "who_made"),
         ({"when_made": "2020_2023"}, "when_made"),
         ({"title": ""}, "title"),
+        ({"title": "Veste 🌸 vintage"}, "title"),
+        ({"title": "50% laine 50% coton"}, "title"),
+        ({"taxonomy_id": 999999}, "taxonomy_id"),
+        ({"skus": "SKU-E1"}, "body.skus: unknown field"),
+        ({"state": "active"}, "body.state: unknown field"),
     ],
 )
-async def test_etsy_refuses_bad_listing_fields(
+async def test_etsy_refuses_bad_draft_listings(
     client: httpx.AsyncClient, overrides: dict[str, Any], fragment: str
 ) -> None:
-    headers = (await etsy_shop(client))["headers"]
+    shop = await etsy_shop(client)
 
     response = await client.post(
-        "/v3/application/shops/555/listings", json=etsy_listing(**overrides), headers=headers
+        "/v3/application/shops/555/listings", data=with_shop(shop, **overrides), headers=shop["headers"]
     )
 
     assert response.status_code == 400
     assert fragment in response.json()["error"]
+
+
+async def test_etsy_refuses_json_listing_bodies_and_price_on_update(client: httpx.AsyncClient) -> None:
+    shop = await etsy_shop(client)
+    headers = shop["headers"]
+    as_json = await client.post("/v3/application/shops/555/listings", json=with_shop(shop), headers=headers)
+    listing_id = (
+        await client.post("/v3/application/shops/555/listings", data=with_shop(shop), headers=headers)
+    ).json()["listing_id"]
+
+    price_on_patch = await client.patch(
+        f"/v3/application/shops/555/listings/{listing_id}",
+        data={"price": "30", "quantity": "3"},
+        headers=headers,
+    )
+    no_readiness_key = await client.put(
+        f"/v3/application/listings/{listing_id}/inventory",
+        json={"products": [{"sku": "S", "offerings": [{"price": 30, "quantity": 1, "is_enabled": True}]}]},
+        headers=headers,
+    )
+
+    assert as_json.status_code == 400
+    assert "must be application/x-www-form-urlencoded" in as_json.json()["error"]
+    assert price_on_patch.status_code == 400
+    assert "body.price: unknown field" in price_on_patch.json()["error"]
+    assert "body.quantity: unknown field" in price_on_patch.json()["error"]
+    assert no_readiness_key.status_code == 400
+    assert "readiness_state_id: Field required" in no_readiness_key.json()["error"]
+    # What a test asks for: the lenient sandbox serves it, and still logs the violation.
+    await client.put("/_sandbox/strictness", json={"strict": False})
+    lenient = await client.post("/v3/application/shops/555/listings", json=with_shop(shop), headers=headers)
+    assert lenient.status_code == 201
+    logged = (await client.get("/_sandbox/requests", params={"platform": "etsy", "method": "POST"})).json()
+    assert any("Content-Type" in v for r in logged["requests"] for v in r["violations"])
+
+
+async def test_etsy_return_policy_needed_outside_the_eu(client: httpx.AsyncClient) -> None:
+    shop = (await client.post("/_sandbox/etsy/accounts", json={"shop_id": 556, "country_iso": "US"})).json()
+    headers = {"x-api-key": "k:s", "Authorization": f"Bearer {shop['access_token']}"}
+    listing_id = (
+        await client.post("/v3/application/shops/556/listings", data=with_shop(shop), headers=headers)
+    ).json()["listing_id"]
+    await client.post(
+        f"/v3/application/shops/556/listings/{listing_id}/images",
+        files={"image": ("a.jpg", b"\xff\xd8" + b"x" * 64, "image/jpeg")},
+        headers=headers,
+    )
+
+    refused = await client.patch(
+        f"/v3/application/shops/556/listings/{listing_id}", data={"state": "active"}, headers=headers
+    )
+    accepted = await client.patch(
+        f"/v3/application/shops/556/listings/{listing_id}",
+        data={"state": "active", "return_policy_id": str(shop["return_policy_id"])},
+        headers=headers,
+    )
+
+    assert refused.status_code == 400
+    assert "return policy" in refused.json()["error"]
+    assert accepted.status_code == 200
 
 
 # --- Vinted ---------------------------------------------------------------------------------------------

@@ -143,8 +143,19 @@ def test_no_state_is_sent_because_create_makes_a_draft() -> None:
     assert "state" not in map_to_etsy_listing(PRODUCT, MAPPINGS, SHOP, today=TODAY)
 
 
-def test_missing_sku_uses_the_derived_one() -> None:
-    assert map_to_etsy_listing(product(sku=None), MAPPINGS, SHOP, today=TODAY)["skus"] == ["stoflow-42"]
+def test_no_sku_is_sent_because_create_does_not_take_one() -> None:
+    # Etsy sets SKUs through the listing's inventory only; the worker sends it there.
+    assert "skus" not in map_to_etsy_listing(product(sku=None), MAPPINGS, SHOP, today=TODAY)
+
+
+def test_title_keeps_only_what_etsy_allows() -> None:
+    mapped = map_to_etsy_listing(
+        product(title="Robe 100% lin 🌸 : bleue & blanche & rose + ceinture + sac"),
+        MAPPINGS,
+        SHOP,
+        today=TODAY,
+    )
+    assert mapped["title"] == "Robe 100% lin : bleue & blanche rose + ceinture sac"
 
 
 # --- platform rules ---------------------------------------------------------------------------------------

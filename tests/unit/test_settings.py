@@ -60,6 +60,7 @@ def test_production_starts_with_real_secrets(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("STOFLOW_ENV", "production")
     monkeypatch.setenv("JWT_SECRET_KEY", STRONG_JWT)
     monkeypatch.setenv("STOFLOW_SECRET_KEY", STRONG_KEY)
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://stoflow.example")
     settings = Settings()
     assert settings.jwt_secret_key.get_secret_value() == STRONG_JWT
     # Secrets never show in a repr (logs, tracebacks).
@@ -116,3 +117,12 @@ def test_cors_origins_follow_a_copy_with_other_settings(monkeypatch: pytest.Monk
 def test_environment_variables_are_read_case_insensitively(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("tenant_max_schemas", "7")
     assert Settings().tenant_max_schemas == 7
+
+
+def test_production_refuses_a_plain_http_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOFLOW_ENV", "production")
+    monkeypatch.setenv("JWT_SECRET_KEY", STRONG_JWT)
+    monkeypatch.setenv("STOFLOW_SECRET_KEY", STRONG_KEY)
+    monkeypatch.setenv("PUBLIC_BASE_URL", "http://stoflow.example")
+    with pytest.raises(ValidationError, match="PUBLIC_BASE_URL must be an https:// URL"):
+        Settings()

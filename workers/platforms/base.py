@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain.catalogue import PlatformMappings, ProductSnapshot
 from persistence.queue import Lease
+
+
+class LockedCredentials(Protocol):
+    """The stored tokens of a (tenant, platform), read while holding its refresh lock."""
+
+    #: The tokens as stored now (another worker may have refreshed them since the job read them).
+    tokens: dict[str, Any] | None
+
+    async def save(self, tokens: dict[str, Any]) -> None:
+        """Store new tokens before the lock is released."""
+
+
+#: Hold the (tenant, platform) refresh lock: one worker at a time refreshes a shop's tokens.
+CredentialsLock = Callable[[], AbstractAsyncContextManager[LockedCredentials]]
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,8 @@ class JobInput:
     lease: Lease | None = None
     #: the product was sold, archived or deleted meanwhile: start nothing new at the marketplace
     product_gone: bool = False
+    #: None: refresh without a lock (a lone job, a test); the runner passes the shared lock.
+    credentials_lock: CredentialsLock | None = None
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,8 @@ INVENTORY_SCOPE = "https://api.ebay.com/oauth/api_scope/sell.inventory"
 #: 25713 "this offer is not available".
 USER_ERROR = 25002
 OFFER_NOT_AVAILABLE = 25713
+#: The fields that name an offer in `createOffer` and are no part of `updateOffer`'s body.
+OFFER_KEYS = frozenset({"sku", "marketplaceId", "format"})
 
 #: Marketplace -> (Content-Language of the listing texts, public site host).
 MARKETPLACE_SITES: dict[str, tuple[str, str]] = {
@@ -246,8 +248,13 @@ class EbayAdapter:
     async def _put_offer(
         self, auth: OAuthSession, headers: Mapping[str, str], offer_id: str, offer: dict[str, object]
     ) -> None:
-        """Replace the offer's fields (eBay revises a published offer's listing in place)."""
-        await self._api.call("PUT", f"{INVENTORY}/offer/{offer_id}", auth=auth, headers=headers, json=offer)
+        """Replace the offer's fields (eBay revises a published offer's listing in place).
+
+        `updateOffer` takes EbayOfferDetailsWithId: the offer's keys (SKU, marketplace, format) are fixed at
+        creation and are not part of its body.
+        """
+        body = {name: value for name, value in offer.items() if name not in OFFER_KEYS}
+        await self._api.call("PUT", f"{INVENTORY}/offer/{offer_id}", auth=auth, headers=headers, json=body)
 
     async def _publish_offer(self, auth: OAuthSession, headers: Mapping[str, str], offer_id: str) -> str:
         response = await self._api.call(
@@ -261,7 +268,9 @@ class EbayAdapter:
     # --- OAuth -----------------------------------------------------------------------------------------
 
     def _session(self, job: JobInput) -> OAuthSession:
-        return OAuthSession(LABEL, job.credentials, self._refresh_tokens, job.save_credentials)
+        return OAuthSession(
+            LABEL, job.credentials, self._refresh_tokens, job.save_credentials, lock=job.credentials_lock
+        )
 
     async def _refresh_tokens(self, refresh_token: str) -> Mapping[str, Any]:
         """Exchange the seller's refresh token for a user access token (eBay does not rotate it)."""

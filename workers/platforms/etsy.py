@@ -1,18 +1,24 @@
-"""Etsy through Open API v3: draft listing (found by SKU first) -> images -> active.
+"""Etsy through Open API v3, in the shapes Etsy defines: a draft listing (form-encoded, without SKU), its
+inventory (SKU, price and stock, JSON), its images (multipart), then the listing made active (form-encoded).
 
-Exactly one listing per command, however often a step is repeated:
-- before creating, the shop's draft, active and inactive listings are searched for the SKU, and a listing
-  found is reused whatever its state; the listing id is saved in the job's progress at once;
-- a create is never repeated in-process after an ambiguous failure (a lost answer may hide a listing):
-  the job's next run searches again first;
-- images are counted on the listing before uploading, so a retry uploads only the missing ones, and the
-  count is saved after each upload;
-- activating an active listing changes nothing.
+Exactly one listing per product, however often a step is repeated:
+- the listing is the one saved in the job's progress, else the product's recorded listing, else one found in
+  the shop that is this product's: created after the product, and carrying its SKU in the inventory or (a
+  draft whose create answer was lost, before its inventory was set) no SKU and the product's marker in its
+  description (`[stoflow:<tenant>:<product>]`, removed when the listing is made active: titles are not unique,
+  two products of one title published at once must not take each other's draft). A listing older than the
+  product is never taken: it was left by a deleted product that had the same SKU;
+- a create is never repeated in-process after an ambiguous failure: the job's next run searches first;
+- images are put at their rank with `overwrite`, so a repeated upload replaces instead of adding, and extra
+  images of a reused listing are removed;
+- every run brings the listing wholly up to date (texts, category, SKU, price, stock, photos) before making it
+  active, so a listing found again after a lost answer or a user's retry is today's product.
 Every call, refreshes included, takes a slot of the process-wide limiter (Etsy allows 10 per second per app).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -52,8 +58,10 @@ IMAGES_MAX = 10
 #: past selling, and a new publication of the product lists it afresh).
 SEARCHED_STATES = ("draft", "active", "inactive")
 PAGE_SIZE = 100
-#: The fields an update pushes; the rest (who_made, taxonomy...) were fixed at creation.
-UPDATED_FIELDS = ("title", "description", "price", "quantity")
+#: Inventory fields: `createDraftListing` needs them, `updateListing` does not know them.
+INVENTORY_FIELDS = ("price", "quantity")
+#: How long a shop's return policies and processing profiles are trusted before they are read again.
+SHOP_POLICIES_SECONDS = 600.0
 
 
 class EtsyAdapter:
@@ -65,10 +73,12 @@ class EtsyAdapter:
         *,
         base_url: str,
         api_key: str,
+        shared_secret: str,
         limiter: RequestPacer | None = None,
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = MarketplaceClient(
             http,
@@ -79,7 +89,11 @@ class EtsyAdapter:
             limiter=limiter if limiter is not None else RequestRateLimiter(REQUESTS_PER_SECOND),
         )
         self._api_key = api_key
+        self._shared_secret = shared_secret
         self._today = today
+        self._clock = clock
+        #: shop id -> (read at, return policy id, processing profile id), for shops not configured with them.
+        self._shop_policies: dict[int, tuple[float, int | None, int | None]] = {}
 
     def __repr__(self) -> str:
         return f"EtsyAdapter({self._api.base_url!r})"  # never the API key
@@ -87,45 +101,49 @@ class EtsyAdapter:
     # --- the three commands ----------------------------------------------------------------------------
 
     async def publish(self, job: JobInput) -> ListingOutcome:
-        """Find or create the SKU's listing, upload its images, activate it."""
+        """Find this product's listing or create it, bring it up to date, make it active."""
         product = _product(job)
         shop = _shop(job.credential_settings)
         # Map and check before the first call: a product that cannot be listed fails with nothing sent.
-        payload = map_to_etsy_listing(product, job.mappings, shop, today=self._today())
+        map_to_etsy_listing(product, job.mappings, shop, today=self._today())
         if not product.image_urls:
             # Etsy refuses to activate a listing without an image: do not leave a draft behind.
             raise PolicyViolation(
                 "images_required", "etsy", "etsy requires at least one image", field="images"
             )
-        sku = listing_sku(product)
         auth = self._session(job)
+        shop = await self._with_shop_policies(auth, shop)
+        payload = map_to_etsy_listing(product, job.mappings, shop, today=self._today())
+        sku = listing_sku(product)
         progress = dict(job.progress)
 
-        listing_id = _as_int(progress.get("listing_id"))
+        listing_id = await self._known_listing(auth, shop.shop_id, _as_int(progress.get("listing_id")))
+        uploaded = (_as_int(progress.get("images_uploaded")) or 0) if listing_id is not None else 0
+        created = False
         if listing_id is None:
-            listing_id = await self._find_listing(auth, shop.shop_id, sku)
+            listing_id = await self._known_listing(auth, shop.shop_id, _listing_id(job))
             if listing_id is None:
-                listing_id = await self._create_listing(auth, shop.shop_id, payload)
+                listing_id = await self._find_listing(auth, shop.shop_id, product, draft_marker(job))
+            if listing_id is None:
+                # The draft's description carries the product's marker until activation rewrites it: a
+                # draft whose create answer is lost has no SKU yet, and the marker is what finds it.
+                draft = {**payload, "description": f"{payload['description']}\n\n{draft_marker(job)}"}
+                listing_id = await self._create_listing(auth, shop.shop_id, draft)
+                created = True
                 log.info("etsy_listing_created", sku=sku, listing_id=listing_id)
             else:
                 log.info("etsy_listing_reused", sku=sku, listing_id=listing_id)
-            await job.save_progress({"listing_id": listing_id})
+            uploaded = 0
+            await job.save_progress({"listing_id": listing_id, "images_uploaded": 0})
 
+        await self._put_inventory(auth, listing_id, sku, payload, shop)
         wanted = product.image_urls[:IMAGES_MAX]
-        uploaded = _as_int(progress.get("images_uploaded")) or 0
-        if uploaded < len(wanted):
-            await self._upload_missing_images(auth, job, shop.shop_id, listing_id, wanted)
-
-        # The listing may be a reused one from an earlier, since delisted publication: activate it with
-        # today's texts, price and stock in the same (idempotent) call.
-        response = await self._api.call(
-            "PATCH",
-            f"{APPLICATION}/shops/{shop.shop_id}/listings/{listing_id}",
-            auth=auth,
-            headers=self._headers(),
-            json={**{name: payload[name] for name in UPDATED_FIELDS}, "state": "active"},
-        )
-        listing = json_object(response, LABEL)
+        await self._put_images(auth, job, shop.shop_id, listing_id, wanted, uploaded)
+        if not created:
+            await self._remove_extra_images(auth, shop.shop_id, listing_id, len(wanted))
+        # The listing may be a reused one (an earlier publication, a lost answer): today's texts and
+        # category go with the activation, in one idempotent call.
+        listing = await self._update_listing(auth, shop.shop_id, listing_id, {**payload, "state": "active"})
         return ListingOutcome(
             external_id=str(listing_id),
             url=_str_or_none(listing.get("url")),
@@ -133,27 +151,21 @@ class EtsyAdapter:
         )
 
     async def update(self, job: JobInput) -> ListingOutcome:
-        """Push title, description, price and quantity to the live listing."""
+        """Push title, description and category to the listing, and SKU, price and stock to its inventory."""
         product = _product(job)
-        shop = _shop(job.credential_settings)
-        payload = map_to_etsy_listing(product, job.mappings, shop, today=self._today())
         auth = self._session(job)
-        listing_id = _listing_id(job)
+        shop = await self._with_shop_policies(auth, _shop(job.credential_settings))
+        payload = map_to_etsy_listing(product, job.mappings, shop, today=self._today())
+        listing_id = await self._known_listing(auth, shop.shop_id, _listing_id(job))
         if listing_id is None:
-            listing_id = await self._find_listing(auth, shop.shop_id, listing_sku(product))
+            listing_id = await self._find_listing(auth, shop.shop_id, product, draft_marker(job))
         if listing_id is None:
             raise PermanentPlatformError(
                 JobErrorCode.PLATFORM_REJECTED,
                 f"Etsy has no listing for SKU {listing_sku(product)} to update.",
             )
-        response = await self._api.call(
-            "PATCH",
-            f"{APPLICATION}/shops/{shop.shop_id}/listings/{listing_id}",
-            auth=auth,
-            headers=self._headers(),
-            json={name: payload[name] for name in UPDATED_FIELDS},
-        )
-        listing = json_object(response, LABEL)
+        listing = await self._update_listing(auth, shop.shop_id, listing_id, payload)
+        await self._put_inventory(auth, listing_id, listing_sku(product), payload, shop)
         known = job.listing or {}
         return ListingOutcome(
             external_id=str(listing_id),
@@ -168,14 +180,14 @@ class EtsyAdapter:
         known = job.listing or {}
         listing_id = _listing_id(job)
         if listing_id is None and job.product is not None:
-            listing_id = await self._find_listing(auth, shop.shop_id, listing_sku(job.product))
+            listing_id = await self._find_listing(auth, shop.shop_id, job.product, draft_marker(job))
         if listing_id is not None:
             response = await self._api.call(
                 "PATCH",
                 f"{APPLICATION}/shops/{shop.shop_id}/listings/{listing_id}",
                 auth=auth,
                 headers=self._headers(),
-                json={"state": "inactive"},
+                data={"state": "inactive"},
                 accept=frozenset({404}),
             )
             if response.status_code == 404:
@@ -188,8 +200,37 @@ class EtsyAdapter:
 
     # --- steps -----------------------------------------------------------------------------------------
 
-    async def _find_listing(self, auth: OAuthSession, shop_id: int, sku: str) -> int | None:
-        """The id of a shop listing carrying the SKU, searched through every reusable state."""
+    async def _known_listing(self, auth: OAuthSession, shop_id: int, listing_id: int | None) -> int | None:
+        """The listing id if Etsy still has that listing in this shop (a seller may have deleted it)."""
+        if listing_id is None:
+            return None
+        response = await self._api.call(
+            "GET",
+            f"{APPLICATION}/listings/{listing_id}",
+            auth=auth,
+            headers=self._headers(),
+            accept=frozenset({404}),
+        )
+        if response.status_code == 404:
+            return None
+        listing = json_object(response, LABEL)
+        if _as_int(listing.get("shop_id")) not in (None, shop_id):
+            return None
+        return listing_id
+
+    async def _find_listing(
+        self,
+        auth: OAuthSession,
+        shop_id: int,
+        product: ProductSnapshot,
+        marker: str,
+    ) -> int | None:
+        """This product's listing in the shop: created after the product, with its inventory SKU or, for a
+        draft whose create answer was lost, no SKU yet and the product's marker. The newest wins."""
+        sku = listing_sku(product)
+        born = product.created_at.timestamp() if product.created_at is not None else None
+        by_sku: list[tuple[int, int]] = []
+        unnamed_drafts: list[tuple[int, int]] = []
         for state in SEARCHED_STATES:
             offset = 0
             while True:
@@ -203,24 +244,30 @@ class EtsyAdapter:
                 page = json_object(response, LABEL)
                 results = [r for r in page.get("results") or [] if isinstance(r, dict)]
                 for listing in results:
-                    skus = listing.get("skus") or []
                     listing_id = _as_int(listing.get("listing_id"))
-                    if isinstance(skus, list) and sku in skus and listing_id is not None:
-                        return listing_id
+                    created = _as_int(listing.get("created_timestamp")) or 0
+                    if listing_id is None or (born is not None and created < int(born)):
+                        continue
+                    skus = listing.get("skus") or []
+                    if isinstance(skus, list) and sku in skus:
+                        by_sku.append((created, listing_id))
+                    elif not skus and state == "draft" and marker in str(listing.get("description") or ""):
+                        unnamed_drafts.append((created, listing_id))
                 offset += len(results)
                 count = _as_int(page.get("count")) or 0
                 if not results or offset >= count:
                     break
-        return None
+        found = max(by_sku) if by_sku else max(unnamed_drafts) if unnamed_drafts else None
+        return found[1] if found is not None else None
 
     async def _create_listing(self, auth: OAuthSession, shop_id: int, payload: dict[str, object]) -> int:
-        # Not idempotent: after a lost answer the job's next run searches by SKU before creating again.
+        # Not idempotent: after a lost answer the job's next run searches before creating again.
         response = await self._api.call(
             "POST",
             f"{APPLICATION}/shops/{shop_id}/listings",
             auth=auth,
             headers=self._headers(),
-            json=payload,
+            data=_form(payload),
             idempotent=False,
         )
         listing_id = _as_int(json_object(response, LABEL).get("listing_id"))
@@ -228,32 +275,96 @@ class EtsyAdapter:
             raise rejection(LABEL, response)
         return listing_id
 
-    async def _upload_missing_images(
-        self, auth: OAuthSession, job: JobInput, shop_id: int, listing_id: int, wanted: tuple[str, ...]
-    ) -> None:
-        """Upload the images the listing does not have yet, in order, saving the count after each."""
+    async def _update_listing(
+        self, auth: OAuthSession, shop_id: int, listing_id: int, fields: Mapping[str, object]
+    ) -> dict[str, Any]:
+        """PATCH the listing's own fields (price and stock are the inventory's, not the listing's)."""
         response = await self._api.call(
-            "GET", f"{APPLICATION}/listings/{listing_id}/images", auth=auth, headers=self._headers()
+            "PATCH",
+            f"{APPLICATION}/shops/{shop_id}/listings/{listing_id}",
+            auth=auth,
+            headers=self._headers(),
+            data=_form({k: v for k, v in fields.items() if k not in INVENTORY_FIELDS}),
         )
-        body = json_object(response, LABEL)
-        # Count on the listing itself: an upload whose answer was lost is there although not in progress.
-        present = _as_int(body.get("count"))
-        if present is None:
-            present = len(body.get("results") or [])
-        for index in range(present, len(wanted)):
+        return json_object(response, LABEL)
+
+    async def _put_inventory(
+        self,
+        auth: OAuthSession,
+        listing_id: int,
+        sku: str,
+        payload: Mapping[str, object],
+        shop: EtsyShopSettings,
+    ) -> None:
+        """Set the listing's one product: our SKU (what finds the listing again), its price and stock."""
+        body = {
+            "products": [
+                {
+                    "sku": sku,
+                    "property_values": [],
+                    "offerings": [
+                        {
+                            "price": payload["price"],
+                            "quantity": payload["quantity"],
+                            "is_enabled": True,
+                            "readiness_state_id": shop.readiness_state_id,
+                        }
+                    ],
+                }
+            ],
+            "price_on_property": [],
+            "quantity_on_property": [],
+            "sku_on_property": [],
+        }
+        await self._api.call(
+            "PUT",
+            f"{APPLICATION}/listings/{listing_id}/inventory",
+            auth=auth,
+            headers=self._headers(),
+            json=body,
+        )
+
+    async def _put_images(
+        self,
+        auth: OAuthSession,
+        job: JobInput,
+        shop_id: int,
+        listing_id: int,
+        wanted: tuple[str, ...],
+        uploaded: int,
+    ) -> None:
+        """Put each image at its rank, replacing what is there, saving the count after each."""
+        for index in range(uploaded, len(wanted)):
             content, content_type = await self._fetch_image(wanted[index])
+            # `overwrite` makes the upload idempotent: a repeat after a lost answer replaces, never adds.
             await self._api.call(
                 "POST",
                 f"{APPLICATION}/shops/{shop_id}/listings/{listing_id}/images",
                 auth=auth,
                 headers=self._headers(),
                 files={"image": (f"image-{index + 1}{_extension(content_type)}", content, content_type)},
-                data={"rank": str(index + 1)},
-                idempotent=False,
+                data={"rank": str(index + 1), "overwrite": "true"},
             )
             await job.save_progress({"images_uploaded": index + 1})
-        if present >= len(wanted):
-            await job.save_progress({"images_uploaded": len(wanted)})
+
+    async def _remove_extra_images(
+        self, auth: OAuthSession, shop_id: int, listing_id: int, keep: int
+    ) -> None:
+        """Delete the images of a reused listing past the product's own (photos it no longer has)."""
+        response = await self._api.call(
+            "GET", f"{APPLICATION}/listings/{listing_id}/images", auth=auth, headers=self._headers()
+        )
+        images = [i for i in json_object(response, LABEL).get("results") or [] if isinstance(i, dict)]
+        for image in images:
+            rank, image_id = _as_int(image.get("rank")), _as_int(image.get("listing_image_id"))
+            if rank is not None and rank > keep and image_id is not None:
+                await self._api.call(
+                    "DELETE",
+                    f"{APPLICATION}/shops/{shop_id}/listings/{listing_id}/images/{image_id}",
+                    auth=auth,
+                    headers=self._headers(),
+                    accept=frozenset({404}),
+                )
 
     async def _fetch_image(self, url: str) -> tuple[bytes, str]:
         """Download one of the product's images (our own media URLs) on the shared client."""
@@ -276,16 +387,61 @@ class EtsyAdapter:
         content_type = response.headers.get("content-type", "image/jpeg").split(";")[0].strip()
         return response.content, content_type or "image/jpeg"
 
+    async def _with_shop_policies(self, auth: OAuthSession, shop: EtsyShopSettings) -> EtsyShopSettings:
+        """The shop settings with a return policy and a processing profile, read from the shop when the
+        connection does not name them (a physical listing needs a processing profile, and outside the EU a
+        return policy, to go live)."""
+        if shop.return_policy_id is not None and shop.readiness_state_id is not None:
+            return shop
+        cached = self._shop_policies.get(shop.shop_id)
+        if cached is None or self._clock() - cached[0] > SHOP_POLICIES_SECONDS:
+            return_policy = await self._first_id(
+                auth, f"{APPLICATION}/shops/{shop.shop_id}/policies/return", "return_policy_id"
+            )
+            readiness = await self._first_id(
+                auth,
+                f"{APPLICATION}/shops/{shop.shop_id}/readiness-state-definitions",
+                "readiness_state_id",
+            )
+            cached = (self._clock(), return_policy, readiness)
+            self._shop_policies[shop.shop_id] = cached
+        readiness_state_id = shop.readiness_state_id or cached[2]
+        if readiness_state_id is None:
+            raise PermanentPlatformError(
+                JobErrorCode.NOT_CONNECTED,
+                "The Etsy shop has no processing profile; create one in Shop Manager, then retry.",
+            )
+        return EtsyShopSettings(
+            shop_id=shop.shop_id,
+            shipping_profile_id=shop.shipping_profile_id,
+            currency=shop.currency,
+            return_policy_id=shop.return_policy_id or cached[1],
+            readiness_state_id=readiness_state_id,
+        )
+
+    async def _first_id(self, auth: OAuthSession, path: str, key: str) -> int | None:
+        response = await self._api.call("GET", path, auth=auth, headers=self._headers())
+        for entry in json_object(response, LABEL).get("results") or []:
+            if isinstance(entry, dict) and _as_int(entry.get(key)) is not None:
+                return _as_int(entry.get(key))
+        return None
+
     # --- OAuth and headers -----------------------------------------------------------------------------
 
     def _headers(self) -> dict[str, str]:
-        return {"x-api-key": self._api_key}
+        # Since February 2026 Etsy refuses application calls whose key lacks the app's shared secret.
+        return {"x-api-key": f"{self._api_key}:{self._shared_secret}"}
 
     def _session(self, job: JobInput) -> OAuthSession:
-        return OAuthSession(LABEL, job.credentials, self._refresh_tokens, job.save_credentials)
+        return OAuthSession(
+            LABEL, job.credentials, self._refresh_tokens, job.save_credentials, lock=job.credentials_lock
+        )
 
     async def _refresh_tokens(self, refresh_token: str) -> Mapping[str, Any]:
-        """Exchange the refresh token; Etsy answers a new access token and a rotated refresh token."""
+        """Exchange the refresh token; Etsy answers a new access token and a rotated refresh token.
+
+        The token endpoint takes the bare keystring as `client_id` (the shared secret is not sent there).
+        """
         response = await self._api.call(
             "POST",
             OAUTH_PATH,
@@ -320,6 +476,7 @@ def _shop(settings: Mapping[str, Any]) -> EtsyShopSettings:
         shipping_profile_id=shipping_profile_id,
         currency=currency if isinstance(currency, str) and currency else "EUR",
         return_policy_id=_as_int(settings.get("return_policy_id")),
+        readiness_state_id=_as_int(settings.get("readiness_state_id")),
     )
 
 
@@ -347,3 +504,19 @@ def _str_or_none(value: object) -> str | None:
 
 def _extension(content_type: str) -> str:
     return {"image/png": ".png", "image/webp": ".webp", "image/gif": ".gif"}.get(content_type, ".jpg")
+
+
+def draft_marker(job: JobInput) -> str:
+    """What names a product in its draft's description until activation (titles are not unique)."""
+    product_id = job.product.id if job.product is not None else 0
+    return f"[stoflow:{job.tenant_id}:{product_id}]"
+
+
+def _form(fields: Mapping[str, object]) -> dict[str, str]:
+    """Fields as Etsy's form bodies carry them: text, booleans as `true`/`false`, no empty values."""
+    form: dict[str, str] = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        form[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return form

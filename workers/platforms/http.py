@@ -41,6 +41,7 @@ from tenacity import (
 
 from domain.jobs import JobErrorCode
 from workers.errors import AuthExpired, PermanentPlatformError, TransientPlatformError
+from workers.platforms.base import CredentialsLock
 
 log = structlog.get_logger(__name__)
 
@@ -273,7 +274,13 @@ RefreshTokens = Callable[[str], Awaitable[Mapping[str, Any]]]
 
 
 class OAuthSession:
-    """One job's marketplace tokens: the bearer to send, and a refresh that stores what it gets."""
+    """One job's marketplace tokens: the bearer to send, and a refresh that stores what it gets.
+
+    With a `lock`, a refresh holds the (tenant, platform) lock and reads the stored tokens first: when
+    another worker refreshed them meanwhile, those are taken as they are. Without it, ten workers holding
+    the same expired token would each spend the refresh token, and where the marketplace rotates it (Etsy)
+    all but the first would be refused and the shop disconnected.
+    """
 
     def __init__(
         self,
@@ -281,6 +288,8 @@ class OAuthSession:
         credentials: Mapping[str, Any] | None,
         refresh: RefreshTokens,
         save: Callable[[dict[str, Any]], Awaitable[None]],
+        *,
+        lock: CredentialsLock | None = None,
     ) -> None:
         if credentials is None:
             raise PermanentPlatformError(
@@ -290,6 +299,7 @@ class OAuthSession:
         self._tokens = dict(credentials)
         self._refresh = refresh
         self._save = save
+        self._lock = lock
 
     def __repr__(self) -> str:
         return f"OAuthSession({self._label!r})"  # never the tokens
@@ -300,21 +310,35 @@ class OAuthSession:
         return token if isinstance(token, str) else ""
 
     async def refresh(self) -> None:
-        """Get a new access token with the refresh token and store the tokens (encrypted, by the runner)."""
-        refresh_token = self._tokens.get("refresh_token")
+        """Get a valid access token: another worker's fresh one, or a new one from the marketplace."""
+        if self._lock is None:
+            self._tokens = await self._exchange(self._tokens)
+            await self._save(dict(self._tokens))
+            return
+        refused = self.access_token
+        async with self._lock() as stored:
+            current = dict(stored.tokens or {})
+            if current.get("access_token") and current.get("access_token") != refused:
+                self._tokens = current  # refreshed by another worker while this one waited
+                log.info("platform_token_taken_from_store", target=self._label)
+                return
+            self._tokens = await self._exchange(current or self._tokens)
+            await stored.save(dict(self._tokens))
+
+    async def _exchange(self, tokens: Mapping[str, Any]) -> dict[str, Any]:
+        refresh_token = tokens.get("refresh_token")
         if not isinstance(refresh_token, str) or not refresh_token:
             raise AuthExpired(f"The {self._label} access token expired and there is no refresh token.")
         answer = await self._refresh(refresh_token)
         access_token = answer.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise AuthExpired(f"The {self._label} token endpoint gave no access token.")
-        tokens = {**self._tokens, "access_token": access_token}
+        renewed = {**tokens, "access_token": access_token}
         rotated = answer.get("refresh_token")
         if isinstance(rotated, str) and rotated:
-            tokens["refresh_token"] = rotated  # Etsy rotates refresh tokens: keep the newest
-        self._tokens = tokens
-        await self._save(dict(tokens))
+            renewed["refresh_token"] = rotated  # Etsy rotates refresh tokens: keep the newest
         log.info("platform_token_refreshed", target=self._label)
+        return renewed
 
 
 class MarketplaceClient:

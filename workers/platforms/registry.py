@@ -49,6 +49,7 @@ def build_adapters(app: WorkerApp) -> dict[str, PlatformAdapter]:
             app.http,
             base_url=settings.etsy_api_base,
             api_key=settings.etsy_api_key.get_secret_value(),
+            shared_secret=settings.etsy_shared_secret.get_secret_value(),
             # Etsy counts requests per application: the budget is shared by every worker process.
             limiter=_shared_pacer(app, "etsy", settings.etsy_requests_per_second),
         )
