@@ -16,7 +16,7 @@ from domain.errors import InvalidState, OutOfStock, QuotaExceeded
 from domain.jobs import UNFINISHED, JobAction
 from domain.lifecycle import ProductStatus, change_status
 from gateway.problems import ProblemError
-from persistence import listings, queue
+from persistence import ai_credits, listings, queue
 from persistence.core_models import SubscriptionQuota, Tenant
 from persistence.products import apply_status_change, get_live_product, lifecycle_state, transaction_now
 from persistence.tenant_models import (
@@ -190,6 +190,9 @@ async def retry(session: AsyncSession, tenant_id: int, job_id: uuid.UUID) -> Que
         await _check_publish_rules(
             session, tenant_id, product, [job.platform], account if isinstance(account, int) else None
         )
+    elif job.action == JobAction.GENERATE_DESCRIPTION:
+        # Its credit came back when it failed: a retry spends one again (402 when none are left).
+        await ai_credits.charge_for_job(session, tenant_id, job_id)
     return await queue.retry(session, tenant_id, job_id)
 
 

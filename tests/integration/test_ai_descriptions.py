@@ -153,6 +153,10 @@ async def test_a_failed_generation_refunds_its_credit(client: httpx.AsyncClient,
     finally:
         await database.dispose()
     assert (await _credits(client, headers))["remaining"] == 20
+    # Retrying the failed job spends a credit again (it was given back when the job failed).
+    retried = await client.post(f"/api/jobs/{done['id']}/retry", headers=headers)
+    assert retried.status_code == 202, retried.text
+    assert (await _credits(client, headers))["remaining"] == 19
 
 
 async def test_fifty_concurrent_requests_with_ten_credits_left_accept_exactly_ten(
