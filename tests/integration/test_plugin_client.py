@@ -222,6 +222,7 @@ async def queue_task(db: Database, settings: Settings, tenant: Tenant, requests:
             tenant_id=tenant.tenant_id,
             job_id=job.id,
             vinted_account_id=tenant.account_id,
+            vinted_user_id=str(tenant.member),
             operation="create_item",
             requests=requests,
         )
