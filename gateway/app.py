@@ -23,6 +23,7 @@ from gateway.routers import (
     images,
     integrations,
     jobs,
+    ops,
     plugin,
     products,
     publications,
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(integrations.router)
     app.include_router(plugin.router)
+    app.include_router(ops.router)
 
     # Outermost last: context/logging wraps everything, so even a refused body is logged with an id.
     app.add_middleware(ErrorBoundaryMiddleware)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import idempotency
 from gateway.problems import ProblemError
 from gateway.services import GatewayServices
-from gateway.tokens import InvalidToken
+from gateway.tokens import OPERATOR_ROLE, AccessClaims, InvalidToken
 from persistence.accounts import login_session_usable
 from persistence.tenancy import scope_to_tenant, tenant_schema
 
@@ -60,7 +60,8 @@ def _bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def current_principal(request: Request, services: Services, session: PublicSession) -> Principal:
+async def signed_in(request: Request, services: Services, session: PublicSession) -> AccessClaims:
+    """The claims of a valid, unrevoked access token: a tenant's user or an operator."""
     token = _bearer_token(request)
     try:
         claims = services.tokens.decode_access(token)
@@ -68,11 +69,38 @@ async def current_principal(request: Request, services: Services, session: Publi
         raise ProblemError(401, "invalid_token", "The access token is not valid.", headers=_BEARER) from None
     if not await login_session_usable(session, claims.session_id, claims.user_id):
         raise ProblemError(401, "invalid_token", "The access token was revoked.", headers=_BEARER)
-    structlog.contextvars.bind_contextvars(tenant_id=claims.tenant_id, user_id=claims.user_id)
+    if claims.tenant_id is not None:
+        structlog.contextvars.bind_contextvars(tenant_id=claims.tenant_id)
+    structlog.contextvars.bind_contextvars(user_id=claims.user_id)
+    return claims
+
+
+SignedIn = Annotated[AccessClaims, Depends(signed_in)]
+
+
+async def current_principal(claims: SignedIn) -> Principal:
+    """A tenant's user; an operator's token is refused on tenant routes."""
+    if claims.tenant_id is None:
+        raise ProblemError(403, "forbidden", "Operator accounts cannot use tenant routes.")
     return Principal(user_id=claims.user_id, tenant_id=claims.tenant_id, role=claims.role)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+@dataclass(frozen=True)
+class Operator:
+    user_id: int
+
+
+async def require_operator(claims: SignedIn) -> Operator:
+    """An operator; a tenant's token is refused on operator routes."""
+    if claims.role != OPERATOR_ROLE:
+        raise ProblemError(403, "forbidden", "This route is for operators.")
+    return Operator(user_id=claims.user_id)
+
+
+CurrentOperator = Annotated[Operator, Depends(require_operator)]
 
 
 async def tenant_session(principal: CurrentPrincipal, services: Services, request: Request) -> AsyncSession:

@@ -10,6 +10,8 @@ from typing import Any, Literal
 import jwt
 
 TokenType = Literal["access", "refresh"]
+#: The role of an operator's token: it names no tenant.
+OPERATOR_ROLE = "operator"
 
 
 class InvalidToken(Exception):
@@ -19,7 +21,8 @@ class InvalidToken(Exception):
 @dataclass(frozen=True)
 class AccessClaims:
     user_id: int
-    tenant_id: int
+    #: None exactly when `role` is `operator`
+    tenant_id: int | None
     role: str
     session_id: uuid.UUID
     jti: str
@@ -48,11 +51,10 @@ class TokenService:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
 
-    def issue_access(self, *, user_id: int, tenant_id: int, role: str, session_id: uuid.UUID) -> str:
+    def issue_access(self, *, user_id: int, tenant_id: int | None, role: str, session_id: uuid.UUID) -> str:
         now = datetime.now(UTC)
-        claims = {
+        claims: dict[str, Any] = {
             "sub": str(user_id),
-            "tenant_id": tenant_id,
             "role": role,
             "type": "access",
             "sid": str(session_id),
@@ -60,6 +62,8 @@ class TokenService:
             "exp": now + self.access_ttl,
             "jti": uuid.uuid4().hex,
         }
+        if tenant_id is not None:
+            claims["tenant_id"] = tenant_id
         return jwt.encode(claims, self._secret, algorithm=self._algorithm)
 
     def issue_refresh(self, *, user_id: int, session_id: uuid.UUID) -> IssuedRefresh:
@@ -92,13 +96,17 @@ class TokenService:
 
     def decode_access(self, token: str) -> AccessClaims:
         claims = self._decode(token, "access")
+        role = str(claims.get("role", ""))
         tenant_id = claims.get("tenant_id")
-        if type(tenant_id) is not int or tenant_id <= 0:
+        if role == OPERATOR_ROLE:
+            if tenant_id is not None:
+                raise InvalidToken("an operator token names no tenant")
+        elif type(tenant_id) is not int or tenant_id <= 0:
             raise InvalidToken("tenant_id must be a positive integer")
         return AccessClaims(
             user_id=_user_id(claims),
             tenant_id=tenant_id,
-            role=str(claims.get("role", "")),
+            role=role,
             session_id=_uuid(claims["sid"]),
             jti=str(claims["jti"]),
         )

@@ -132,6 +132,28 @@ def sandbox(
     serve(host=host, port=port)
 
 
+operator_app = typer.Typer(help="Operator accounts (the console at /ops).", no_args_is_help=True)
+app.add_typer(operator_app, name="operator")
+
+
+@operator_app.command("create")
+def operator_create(
+    email: Annotated[str, typer.Option(help="The operator's email (login name).")],
+) -> None:
+    """Create an operator, or give an existing one a new password; prints the one-time password."""
+    from ops.operators import create_operator
+
+    settings = _settings()
+    _require_urls(settings)
+    try:
+        password, created = asyncio.run(create_operator(settings, email))
+    except ValueError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"operator {email} {'created' if created else 'given a new password'}")
+    typer.echo(f"password: {password}")
+
+
 @app.command()
 def queues() -> None:
     """Print per platform: pending / queued / running / rate-limited / failed, and the oldest pending age."""

@@ -6,7 +6,9 @@ into a few Redis hashes (one round trip per job), and the gateway turns them int
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -17,17 +19,38 @@ JOBS_TOTAL = f"{_PREFIX}:jobs_total"
 JOB_DURATION = f"{_PREFIX}:job_duration"
 RATE_LIMIT_REJECTIONS = f"{_PREFIX}:rate_limit_rejections"
 QUEUE_DEPTH = f"{_PREFIX}:queue_depth"
+#: The unfinished rows per platform and state the dispatcher counted, and the oldest pending row's time.
+QUEUE_STATES = f"{_PREFIX}:queue_states"
+#: One hash per minute (`{MINUTE}:{epoch minute}`): runs finished, failed, seconds spent, and queue depth.
+MINUTE = f"{_PREFIX}:minute"
+#: Minute hashes outlive the console's hour of history by a margin.
+MINUTE_TTL_SECONDS = 2 * 3600
+UNFINISHED_STATES = ("pending", "queued", "running", "waiting_plugin", "rate_limited")
 DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
+def minute_of(epoch_seconds: float) -> int:
+    return int(epoch_seconds // 60)
+
+
+def minute_key(minute: int) -> str:
+    return f"{MINUTE}:{minute}"
+
+
 async def record_job(redis: Redis, platform: str, action: str, outcome: str, seconds: float) -> None:
-    """Count one finished job run and its duration."""
+    """Count one finished job run and its duration: the one place every run's figures are bumped."""
     bucket = next((str(edge) for edge in DURATION_BUCKETS if seconds <= edge), "+Inf")
+    minute = minute_key(minute_of(time.time()))
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hincrby(JOBS_TOTAL, f"{platform}|{action}|{outcome}", 1)
         pipe.hincrby(JOB_DURATION, f"{platform}|bucket|{bucket}", 1)
         pipe.hincrby(JOB_DURATION, f"{platform}|count", 1)
         pipe.hincrbyfloat(JOB_DURATION, f"{platform}|sum", seconds)
+        pipe.hincrby(minute, f"{platform}|finished", 1)
+        if outcome == "failed":
+            pipe.hincrby(minute, f"{platform}|failed", 1)
+        pipe.hincrbyfloat(minute, f"{platform}|seconds", seconds)
+        pipe.expire(minute, MINUTE_TTL_SECONDS)
         await pipe.execute()
 
 
@@ -37,11 +60,70 @@ async def record_rate_limit_rejection(redis: Redis, platform: str) -> None:
         await pipe.execute()
 
 
-async def set_queue_depth(redis: Redis, depth_by_platform: dict[str, int]) -> None:
-    if depth_by_platform:
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.hset(QUEUE_DEPTH, mapping={name: str(value) for name, value in depth_by_platform.items()})
-            await pipe.execute()
+@dataclass
+class QueueStates:
+    """Unfinished rows of one platform, as the dispatcher last counted them."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    #: epoch seconds of the oldest pending row, None when nothing is pending
+    oldest_pending_at: float | None = None
+
+    def add(self, status: str, count: int, oldest_at: float | None) -> None:
+        self.counts[status] = self.counts.get(status, 0) + count
+        if status == "pending" and oldest_at is not None:
+            known = self.oldest_pending_at
+            self.oldest_pending_at = oldest_at if known is None else min(known, oldest_at)
+
+    @property
+    def depth(self) -> int:
+        return sum(self.counts.get(status, 0) for status in UNFINISHED_STATES)
+
+
+async def set_queue_states(redis: Redis, states: dict[str, QueueStates], now: float) -> None:
+    """Publish the dispatcher's cross-tenant counts (and this minute's depth for the console's charts)."""
+    mapping: dict[str, str] = {"updated_at": repr(now)}
+    for platform, platform_states in states.items():
+        for status in UNFINISHED_STATES:
+            mapping[f"{platform}|{status}"] = str(platform_states.counts.get(status, 0))
+        mapping[f"{platform}|oldest_pending_at"] = repr(platform_states.oldest_pending_at or 0.0)
+    minute = minute_key(minute_of(now))
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.delete(QUEUE_STATES)
+        pipe.hset(QUEUE_STATES, mapping=mapping)
+        pipe.hset(QUEUE_DEPTH, mapping={name: str(value.depth) for name, value in states.items()})
+        pipe.hset(minute, mapping={f"{name}|depth": str(value.depth) for name, value in states.items()})
+        pipe.expire(minute, MINUTE_TTL_SECONDS)
+        await pipe.execute()
+
+
+async def read_queue_states(redis: Redis) -> tuple[dict[str, QueueStates], float | None]:
+    """The dispatcher's last counts per platform, and when it took them (None: never)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(QUEUE_STATES)
+        (answer,) = await pipe.execute()
+    raw = _decode(answer)
+    states: dict[str, QueueStates] = {}
+    for key, value in raw.items():
+        platform, _, name = key.partition("|")
+        if not name:
+            continue
+        entry = states.setdefault(platform, QueueStates())
+        if name == "oldest_pending_at":
+            entry.oldest_pending_at = float(value) or None
+        else:
+            entry.counts[name] = int(value)
+    updated = raw.get("updated_at")
+    return states, float(updated) if updated else None
+
+
+async def read_minutes(redis: Redis, now: float, count: int) -> list[dict[str, str]]:
+    """The last `count` minute hashes, oldest first (the current, partial minute last)."""
+    last = minute_of(now)
+    async with redis.pipeline(transaction=False) as pipe:
+        for minute in range(last - count + 1, last + 1):
+            pipe.hgetall(minute_key(minute))
+        answers = await pipe.execute()
+    return [_decode(answer) for answer in answers]
 
 
 class SnapshotCollector(Collector):

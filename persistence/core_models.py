@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -49,12 +50,15 @@ class User(CoreBase):
     __tablename__ = "users"
     __table_args__ = (
         Index("uq_users_email_lower", func.lower(text("email")), unique=True),
+        # Operators run the platform: they belong to no tenant, and every tenant user belongs to one.
+        CheckConstraint("(role = 'operator') = (tenant_id IS NULL)", name="operator_without_tenant"),
         {"schema": "public"},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(
-        ForeignKey("public.tenants.id", ondelete="CASCADE"), nullable=False, index=True
+    #: None for an operator (role `operator`), never for a tenant's user.
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("public.tenants.id", ondelete="CASCADE"), nullable=True, index=True
     )
     email: Mapped[str] = mapped_column(String(320), nullable=False)
     password_hash: Mapped[str] = mapped_column(String(100), nullable=False)
@@ -133,6 +137,18 @@ class TenantWork(CoreBase):
     due_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
+
+
+class TenantFailure(CoreBase):
+    """Tenants that have had a job fail: the operator's failure list visits only these schemas."""
+
+    __tablename__ = "tenant_failures"
+    __table_args__ = {"schema": "public"}
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("public.tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_failed_at: Mapped[datetime] = created_at_column()
 
 
 class VintedRequestLog(CoreBase):

@@ -230,6 +230,8 @@ async def _apply(
         },
     )
     await _apply_effects(session, tenant_id, row, change, error, landing, history_message)
+    if change.status is JobStatus.FAILED:
+        await note_tenant_failure(session, tenant_id)
     if change.status in (JobStatus.PENDING, JobStatus.RATE_LIMITED):
         await note_tenant_work(session, tenant_id, due_at=next_attempt_at)
         if change.status is JobStatus.PENDING and event in (JobEvent.PLUGIN_REPORTED, JobEvent.RETRY):
@@ -480,6 +482,17 @@ async def note_tenant_work(session: AsyncSession, tenant_id: int, *, due_at: dat
             "due_at = least(public.tenant_work.due_at, EXCLUDED.due_at)"
         ),
         {"tenant": tenant_id, "due": due_at},
+    )
+
+
+async def note_tenant_failure(session: AsyncSession, tenant_id: int) -> None:
+    """Record that this tenant had a job fail: the operator's failure list visits only such tenants."""
+    await session.execute(
+        text(
+            "INSERT INTO public.tenant_failures (tenant_id) VALUES (:tenant) "
+            "ON CONFLICT (tenant_id) DO UPDATE SET last_failed_at = now()"
+        ),
+        {"tenant": tenant_id},
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -51,8 +52,10 @@ class Dispatcher:
         self._arq: ArqRedis | None = None
         self._notifications: asyncio.Queue[str | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
-        #: each swept tenant's unfinished rows per platform, for the queue-depth gauge
-        self._depth: dict[int, dict[str, int]] = {}
+        #: each swept tenant's unfinished rows per platform and state: the operator console's figures
+        self._states: dict[int, dict[str, metrics_store.QueueStates]] = {}
+        #: until the first sweep has counted every tenant with work (tenant_work), not only the due ones
+        self._counted_all = False
 
     async def _arq_pool(self) -> ArqRedis:
         if self._arq is None:
@@ -117,14 +120,49 @@ class Dispatcher:
                     return 0
 
         handed = sum(await asyncio.gather(*(visit(tenant, version) for tenant, version in tenants)))
-        depth: dict[str, int] = {platform.value: 0 for platform in Platform}
-        for counts in self._depth.values():
-            for platform, count in counts.items():
-                depth[platform] = depth.get(platform, 0) + count
+        if not self._counted_all:
+            await self._count_idle_tenants({tenant for tenant, _version in tenants})
+        await self._publish_states()
+        return handed
+
+    async def _count_idle_tenants(self, swept: set[int]) -> None:
+        """Once after start: count the tenants with work that are not due yet (e.g. waiting for a plugin)."""
+        async with self.db.session_factory() as session:
+            tenants = [
+                tenant for tenant, _version in await queue.tenants_with_work(session) if tenant not in swept
+            ]
+        for tenant_id in tenants:
+            try:
+                async with tenant_transaction(
+                    self.db.session_factory, self.settings.tenant_schema_prefix, tenant_id
+                ) as session:
+                    self._remember_states(tenant_id, await queue.status_counts(session))
+            except Exception:
+                log.exception("count_failed", tenant_id=tenant_id)
+        self._counted_all = True
+
+    def _remember_states(self, tenant_id: int, counts: list[tuple[str, str, int, Any]]) -> None:
+        states: dict[str, metrics_store.QueueStates] = {}
+        for platform, status, count, oldest in counts:
+            if status in metrics_store.UNFINISHED_STATES:
+                oldest_at = oldest.timestamp() if oldest is not None else None
+                states.setdefault(platform, metrics_store.QueueStates()).add(status, count, oldest_at)
+        if states:
+            self._states[tenant_id] = states
+        else:
+            self._states.pop(tenant_id, None)
+
+    async def _publish_states(self) -> None:
+        """Sum the tenants' counts per platform into Redis: the overview reads them in O(platforms)."""
+        total = {platform.value: metrics_store.QueueStates() for platform in Platform}
+        for states in self._states.values():
+            for platform, entry in states.items():
+                summed = total.setdefault(platform, metrics_store.QueueStates())
+                for status, count in entry.counts.items():
+                    summed.add(status, count, entry.oldest_pending_at if status == "pending" else None)
         with contextlib.suppress(Exception):
             redis: Redis = await self._arq_pool()
-            await metrics_store.set_queue_depth(redis, depth)
-        return handed
+            await metrics_store.set_queue_states(redis, total, time.time())
 
     async def _sweep_tenant(self, tenant_id: int, version: int) -> int:
         prefix = self.settings.tenant_schema_prefix
@@ -135,11 +173,7 @@ class Dispatcher:
             )
             due = await queue.due_handoffs(session, tenant_id, STALE_HANDOFF)
             counts = await queue.status_counts(session)
-        depth: dict[str, int] = {}
-        for platform, status, count, _oldest in counts:
-            if status != "failed":
-                depth[platform] = depth.get(platform, 0) + count
-        self._depth[tenant_id] = depth
+        self._remember_states(tenant_id, counts)
         handed = await self._hand_off_many(tenant_id, due)
         async with tenant_transaction(self.db.session_factory, prefix, tenant_id) as session:
             next_due = await queue.next_due_at(
@@ -147,7 +181,7 @@ class Dispatcher:
             )
             await queue.settle_tenant(session, tenant_id, version, next_due)
         if next_due is None:
-            self._depth.pop(tenant_id, None)
+            self._states.pop(tenant_id, None)
         return handed
 
     async def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:

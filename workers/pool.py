@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 import persistence.ai_credits  # noqa: F401 - registers the AI credit refund with the queue (workers, dispatcher)
+from ops import heartbeats
 from ops.settings import Settings
 from workers.context import WorkerApp, build_worker_app
 from workers.jobs import run_job
@@ -52,9 +54,17 @@ def build_worker(
         if configure is not None:
             configure(app)
         ctx["app"] = app
+        ctx["heartbeat"] = asyncio.create_task(
+            heartbeats.keep_beating(app.redis, heartbeats.this_process(platform, concurrency))
+        )
         log.info("worker_started", platform=platform, concurrency=concurrency, owner=app.owner)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        beating: asyncio.Task[None] | None = ctx.get("heartbeat")
+        if beating is not None:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
         app: WorkerApp | None = ctx.get("app")
         if app is not None:
             await app.close()

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy.exc import IntegrityError
 
 from domain.errors import EmailTaken, InvalidCredentials, TenantLimitReached
-from gateway.dependencies import CurrentPrincipal, PublicSession, Services, UnitOfWorkRoute
+from gateway.dependencies import PublicSession, Services, SignedIn, UnitOfWorkRoute
 from gateway.problems import ProblemError
 from gateway.schemas.auth import (
     LoginRequest,
@@ -165,7 +165,7 @@ async def refresh(body: RefreshRequest, services: Services, session: PublicSessi
 
 @router.post("/logout", status_code=204, response_class=Response)
 async def logout(
-    body: RefreshRequest, principal: CurrentPrincipal, services: Services, session: PublicSession
+    body: RefreshRequest, principal: SignedIn, services: Services, session: PublicSession
 ) -> Response:
     """Revoke a refresh token of the caller."""
     try:
@@ -183,7 +183,7 @@ async def logout(
 
 
 @router.get("/me")
-async def me(principal: CurrentPrincipal, session: PublicSession) -> UserOut:
+async def me(principal: SignedIn, session: PublicSession) -> UserOut:
     """The calling user."""
     user = await accounts.get_user(session, principal.user_id)
     if user is None:

@@ -45,10 +45,11 @@ class RefreshRequest(StrictBody):
 
 class UserOut(BaseModel):
     id: int
-    tenant_id: int
+    #: null for an operator
+    tenant_id: int | None
     email: str
     full_name: str | None
-    role: Literal["admin", "user"]
+    role: Literal["admin", "user", "operator"]
     language: str
     created_at: datetime
 

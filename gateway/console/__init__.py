@@ -1,0 +1,1 @@
+"""The operator console: cross-tenant figures, the `/api/ops` routes and the `/ops` page."""
