@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from gateway.console import page as console_page
 from gateway.middleware import (
     BodyLimitMiddleware,
     ErrorBoundaryMiddleware,
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(integrations.router)
     app.include_router(plugin.router)
     app.include_router(ops.router)
+    app.include_router(console_page.router)
 
     # Outermost last: context/logging wraps everything, so even a refused body is logged with an id.
     app.add_middleware(ErrorBoundaryMiddleware)

@@ -62,7 +62,11 @@ def _bearer_token(request: Request) -> str:
 
 async def signed_in(request: Request, services: Services, session: PublicSession) -> AccessClaims:
     """The claims of a valid, unrevoked access token: a tenant's user or an operator."""
-    token = _bearer_token(request)
+    return await claims_of(_bearer_token(request), services, session)
+
+
+async def claims_of(token: str, services: GatewayServices, session: AsyncSession) -> AccessClaims:
+    """Check an access token (signature, expiry, its login not revoked); 401 `invalid_token` otherwise."""
     try:
         claims = services.tokens.decode_access(token)
     except InvalidToken:

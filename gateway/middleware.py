@@ -29,6 +29,11 @@ _DOCS_CSP = (
     b"img-src 'self' data: https://fastapi.tiangolo.com; "
     b"frame-ancestors 'none'"
 )
+# The operator console: its own scripts and styles only, no inline code, forms and fetches to itself.
+_CONSOLE_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 
 
@@ -82,6 +87,8 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         is_docs = scope["path"] in {"/docs", "/redoc"}
+        is_console = scope["path"] == "/ops" or scope["path"].startswith("/ops/")
+        policy = _DOCS_CSP if is_docs else _CONSOLE_CSP if is_console else _API_CSP
         behind_https = scope.get("scheme") == "https" or (
             dict(scope["headers"]).get(b"x-forwarded-proto") == b"https"
         )
@@ -91,7 +98,7 @@ class SecurityHeadersMiddleware:
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers += [(name, value) for name, value in _SECURITY_HEADERS if name not in present]
-                headers.append((b"content-security-policy", _DOCS_CSP if is_docs else _API_CSP))
+                headers.append((b"content-security-policy", policy))
                 if behind_https:
                     headers.append(_HSTS)
                 message["headers"] = headers
