@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from prometheus_client.core import GaugeMetricFamily, Metric
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -148,3 +149,57 @@ async def read_budgets(session: AsyncSession, redis: Redis, settings: Settings) 
             )
         )
     return budgets
+
+
+def metric_families(overview: Overview, budgets: list[MemberBudget]) -> list[Metric]:
+    """The console's figures as Prometheus metric families (served by /metrics beside the job metrics)."""
+    states = GaugeMetricFamily(
+        "stoflow_queue_jobs",
+        "Unfinished jobs per platform and state (the dispatcher's count).",
+        labels=["platform", "state"],
+    )
+    oldest = GaugeMetricFamily(
+        "stoflow_queue_oldest_pending_seconds", "Age of the oldest pending job.", labels=["platform"]
+    )
+    failed = GaugeMetricFamily(
+        "stoflow_jobs_failed_last_hour", "Job runs that failed in the last hour.", labels=["platform"]
+    )
+    rate = GaugeMetricFamily(
+        "stoflow_jobs_per_minute", "Job runs finished per minute (last 5 minutes).", labels=["platform"]
+    )
+    run_time = GaugeMetricFamily(
+        "stoflow_job_mean_run_seconds", "Mean run time of a job (last 5 minutes).", labels=["platform"]
+    )
+    alive = GaugeMetricFamily(
+        "stoflow_workers_alive", "Worker processes with a fresh heartbeat.", labels=["platform"]
+    )
+    recommended = GaugeMetricFamily(
+        "stoflow_workers_recommended",
+        "Worker processes Little's law asks for at the measured load.",
+        labels=["platform"],
+    )
+    for pool in overview.pools:
+        for state in metrics_store.UNFINISHED_STATES:
+            states.add_metric([pool.platform, state], float(getattr(pool, state)))
+        oldest.add_metric([pool.platform], pool.oldest_pending_seconds)
+        failed.add_metric([pool.platform], float(pool.failed_last_hour))
+        rate.add_metric([pool.platform], pool.jobs_per_minute)
+        run_time.add_metric([pool.platform], pool.mean_run_seconds)
+        alive.add_metric([pool.platform], float(pool.workers))
+        recommended.add_metric([pool.platform], float(pool.recommended_workers))
+    used = GaugeMetricFamily(
+        "stoflow_vinted_budget_used", "Requests of a Vinted member in the current window.", labels=["member"]
+    )
+    limit = GaugeMetricFamily(
+        "stoflow_vinted_budget_limit", "A Vinted member's requests per window.", labels=["member"]
+    )
+    waiting = GaugeMetricFamily(
+        "stoflow_vinted_waiting_tasks",
+        "A member's tasks released and not yet handed to a plugin.",
+        labels=["member"],
+    )
+    for budget in budgets:
+        used.add_metric([budget.member], float(budget.used))
+        limit.add_metric([budget.member], float(budget.limit))
+        waiting.add_metric([budget.member], float(budget.waiting_tasks))
+    return [states, oldest, failed, rate, run_time, alive, recommended, used, limit, waiting]

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
+from gateway.console.figures import metric_families, read_budgets, read_overview
 from gateway.dependencies import Services
 from ops import metrics_store
 
@@ -58,7 +59,11 @@ async def metrics(services: Services) -> Response:
     try:
         async with asyncio.timeout(2):
             families = await metrics_store.read_families(services.redis, PLATFORMS)
-    except Exception:  # Redis down: still serve what this process knows
+            overview = await read_overview(services.redis)
+            async with services.db.session_factory() as session:
+                budgets = await read_budgets(session, services.redis, services.settings)
+            families += metric_families(overview, budgets)
+    except Exception:  # Redis or PostgreSQL down: still serve what this process knows
         return Response(body, media_type=CONTENT_TYPE_LATEST)
     shared = CollectorRegistry(auto_describe=False)
     shared.register(metrics_store.SnapshotCollector(families))

@@ -111,6 +111,17 @@ async def test_an_operator_sees_a_failure_and_the_budgets_and_retries_the_job(
             lambda body: body["platforms"]["vinted"]["failed_last_hour"] >= 1,
         )
         assert figures["platforms"]["vinted"]["jobs_per_minute"] > 0
+        # Prometheus serves the same figures.
+        metrics = (await client.get("/metrics")).text
+        failed_line = next(
+            line
+            for line in metrics.splitlines()
+            if line.startswith("stoflow_jobs_failed_last_hour{") and 'platform="vinted"' in line
+        )
+        assert float(failed_line.rsplit(" ", 1)[1]) >= 1
+        assert f'stoflow_vinted_budget_used{{member="{member_a}"}}' in metrics
+        assert 'stoflow_workers_alive{platform="vinted"}' in metrics
+        assert 'stoflow_queue_jobs{platform="vinted",state="waiting_plugin"}' in metrics
 
         # A tenant's job named under another tenant is as missing as an unknown one.
         assert_problem(
