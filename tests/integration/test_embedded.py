@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,19 @@ from persistence.database import connect_database
 from persistence.products import ProductFilters, list_products
 from persistence.tenancy import tenant_schema, tenant_transaction
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def postgres_root() -> Iterator[Path]:
+    """A fresh data root outside /tmp/pytest-of-*: pytest keeps that folder 0700 (and re-tightens it at each
+    session start, even another user's concurrent one), while PostgreSQL runs as the `pgserver` user when we
+    are root and must reach its data directory."""
+    root = ROOT / ".stoflow" / "test-embedded" / uuid.uuid4().hex
+    root.mkdir(parents=True)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
 
 @pytest.fixture
 def stop_later() -> Iterator[list[EmbeddedService]]:
@@ -40,8 +55,10 @@ def stop_later() -> Iterator[list[EmbeddedService]]:
         service.stop()
 
 
-async def test_postgres_start_connect_stop_restart(tmp_path: Path, stop_later: list[EmbeddedService]) -> None:
-    service = start_embedded_postgres(tmp_path)
+async def test_postgres_start_connect_stop_restart(
+    postgres_root: Path, stop_later: list[EmbeddedService]
+) -> None:
+    service = start_embedded_postgres(postgres_root)
     stop_later.append(service)
     assert service.name == "postgres"
     assert service.url.startswith("postgresql://postgres@/stoflow?host=")
@@ -64,7 +81,7 @@ async def test_postgres_start_connect_stop_restart(tmp_path: Path, stop_later: l
         await engine.dispose()
 
     # A second start from the same root shares the running server; only the last stop stops it.
-    again = start_embedded_postgres(tmp_path)
+    again = start_embedded_postgres(postgres_root)
     assert again.url == service.url
     again.stop()
     assert service_answers_postgres(service.url)
@@ -73,7 +90,7 @@ async def test_postgres_start_connect_stop_restart(tmp_path: Path, stop_later: l
     assert not service_answers_postgres(service.url)
     service.stop()  # idempotent
 
-    restarted = start_embedded_postgres(tmp_path)
+    restarted = start_embedded_postgres(postgres_root)
     stop_later.append(restarted)
     conn = await asyncpg.connect(restarted.url)
     try:
@@ -146,10 +163,10 @@ def captured_statements(engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
 
 
 async def test_a_q_search_on_the_embedded_server_uses_the_trigram_index(
-    tmp_path: Path, stop_later: list[EmbeddedService]
+    postgres_root: Path, stop_later: list[EmbeddedService]
 ) -> None:
     """What `stoflow up` gets with no DATABASE_URL: pg_trgm, the search indexes, and a plan that uses them."""
-    service = start_embedded_postgres(tmp_path)
+    service = start_embedded_postgres(postgres_root)
     stop_later.append(service)
     database = connect_database(to_asyncpg_url(service.url), pool_size=2)
     try:
