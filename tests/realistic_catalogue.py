@@ -4,8 +4,19 @@ data: the catalogue the mapper test and the end-to-end publication of 200 produc
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
 
+from domain.catalogue import PlatformMappings, ProductSnapshot
+from domain.errors import DomainError
+from domain.mapping.ebay import EbayAccountSettings, map_to_ebay_inventory_item, map_to_ebay_offer
+from domain.mapping.etsy import EtsyShopSettings, map_to_etsy_listing
+from domain.mapping.vinted import map_to_vinted_item
 from ops.reference_data import load_attributes
+
+ACCOUNT = EbayAccountSettings("EBAY_FR", "f1", "p1", "r1", "warehouse-1")
+SHOP = EtsyShopSettings(shop_id=1, shipping_profile_id=2)
 
 #: Which of our sizes a reseller would pick for a category, by the category's family.
 SIZES = {
@@ -98,3 +109,50 @@ def realistic_catalogue(count: int = 200, seed: int = 10) -> list[dict[str, str 
     """`count` products as `realistic_fields` makes them, the same ones for a given seed."""
     rng = random.Random(seed)
     return [realistic_fields(index, rng) for index in range(count)]
+
+
+def snapshot(index: int, fields: dict[str, str | None]) -> ProductSnapshot:
+    """The product the mappers see for `fields`."""
+    return ProductSnapshot(
+        id=index,
+        sku=fields["sku"],
+        title=fields["title"] or "",
+        description=fields["description"],
+        price=Decimal(fields["price"] or "0"),
+        currency="EUR",
+        stock_quantity=1,
+        category=fields["category"],
+        brand=fields["brand"],
+        size=fields["size"],
+        color=fields["color"],
+        material=fields["material"],
+        gender=fields["gender"],
+        condition=fields["condition"],
+        decade=fields["decade"],
+        image_urls=("https://media.example.com/1.jpg",),
+    )
+
+
+def mapping_outcomes(
+    catalogue: list[dict[str, str | None]], mappings: PlatformMappings, today: date
+) -> dict[str, list[str]]:
+    """Per platform, per product in order: `published`, or the mapper's refusal as `code: message`."""
+    outcomes: dict[str, list[str]] = {"vinted": [], "ebay": [], "etsy": []}
+    for index, fields in enumerate(catalogue):
+        product = snapshot(index, fields)
+        attempts: dict[str, Callable[[], object]] = {
+            "vinted": lambda p=product: map_to_vinted_item(p, mappings),
+            "ebay": lambda p=product: (
+                map_to_ebay_inventory_item(p, mappings),
+                map_to_ebay_offer(p, mappings, ACCOUNT),
+            ),
+            "etsy": lambda p=product: map_to_etsy_listing(p, mappings, SHOP, today=today),
+        }
+        for platform, attempt in attempts.items():
+            try:
+                attempt()
+            except DomainError as error:
+                outcomes[platform].append(f"{error.code}: {error}")
+            else:
+                outcomes[platform].append("published")
+    return outcomes
