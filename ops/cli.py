@@ -128,8 +128,9 @@ def sandbox(
     """Serve the marketplace sandbox (fake eBay, Etsy and Vinted)."""
     from ops.sandbox.server import serve
 
-    configure_logging(Settings())
-    serve(host=host, port=port)
+    settings = Settings()
+    configure_logging(settings)
+    serve(host=host, port=port, allow_http_images=settings.sandbox_allow_http_images)
 
 
 operator_app = typer.Typer(help="Operator accounts (the console at /ops).", no_args_is_help=True)

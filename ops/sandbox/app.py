@@ -251,9 +251,12 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
 
-def create_sandbox_app(*, strict: bool = True) -> FastAPI:
-    """Build a fresh sandbox with empty state and no faults; `strict=False` only logs contract violations."""
-    state = SandboxState(strict=strict)
+def create_sandbox_app(*, strict: bool = True, allow_http_images: bool = False) -> FastAPI:
+    """Build a fresh sandbox with empty state and no faults; `strict=False` only logs contract violations.
+
+    `allow_http_images` accepts plain-http picture URLs from any host (only loopback ones otherwise).
+    """
+    state = SandboxState(strict=strict, allow_http_images=allow_http_images)
     faults = FaultBook()
     app = FastAPI(
         title="Stoflow marketplace sandbox",

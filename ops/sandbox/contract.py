@@ -96,13 +96,20 @@ def _pydantic_violations(prefix: str, error: ValidationError) -> list[Violation]
     return found
 
 
-def check_model(prefix: str, model: type[BaseModel], data: Mapping[str, Any]) -> list[Violation]:
-    """Validate `data` against `model`; the violations, empty when it conforms."""
+def check_model(
+    prefix: str, model: type[BaseModel], data: Mapping[str, Any], context: Mapping[str, Any] | None = None
+) -> list[Violation]:
+    """Validate `data` against `model`, whose validators may read `context`; the violations, if any."""
     try:
-        model.model_validate(dict(data))
+        model.model_validate(dict(data), context=dict(context or {}))
     except ValidationError as error:
         return _pydantic_violations(prefix, error)
     return []
+
+
+def validation_context(request: Request) -> dict[str, Any]:
+    """What a schema's validators may ask of the sandbox's configuration."""
+    return {"allow_http_images": request.app.state.sandbox.allow_http_images}
 
 
 async def parse_and_check(request: Request, contract: EndpointContract) -> ParsedRequest:
@@ -142,7 +149,7 @@ async def parse_and_check(request: Request, contract: EndpointContract) -> Parse
     elif actual in ("application/x-www-form-urlencoded", "multipart/form-data"):
         body, files = await read_form(request)
     if contract.body is not None:
-        violations += check_model("body", contract.body, body)
+        violations += check_model("body", contract.body, body, validation_context(request))
     return ParsedRequest(body, files, violations)
 
 

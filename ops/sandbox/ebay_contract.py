@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 from ops.sandbox.contract import EndpointContract
 
@@ -61,7 +61,7 @@ ListingDuration = Literal["GTC", "DAYS_1", "DAYS_3", "DAYS_5", "DAYS_7", "DAYS_1
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
-def _https_picture(url: str) -> str:
+def _https_picture(url: str, info: ValidationInfo) -> str:
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
     host = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
@@ -69,6 +69,8 @@ def _https_picture(url: str) -> str:
         return url
     if scheme == "http" and host in LOOPBACK_HOSTS:
         return url  # the sandbox's leniency for pictures served by the machine it runs on
+    if scheme == "http" and host and (info.context or {}).get("allow_http_images"):
+        return url  # a sandbox started with SANDBOX_ALLOW_HTTP_IMAGES (compose: the gateway is another host)
     raise ValueError("picture URLs must use HTTPS")
 
 

@@ -7,6 +7,7 @@ import uvicorn
 from ops.sandbox.app import create_sandbox_app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8900) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8900, *, allow_http_images: bool = False) -> None:
     """Serve a fresh sandbox until interrupted."""
-    uvicorn.run(create_sandbox_app(), host=host, port=port, log_level="warning")
+    app = create_sandbox_app(allow_http_images=allow_http_images)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

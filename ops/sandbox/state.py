@@ -210,8 +210,11 @@ class IdSequence:
 class SandboxState:
     """All mutable sandbox state, guarded by one asyncio lock."""
 
-    def __init__(self, *, strict: bool = True) -> None:
+    def __init__(self, *, strict: bool = True, allow_http_images: bool = False) -> None:
         self.lock = asyncio.Lock()
+        #: Accept plain-http picture URLs from any host, not only loopback: for a sandbox that is not on the
+        #: machine serving the images (compose). Real eBay never does; a reset keeps it.
+        self.allow_http_images = allow_http_images
         self.clock = SandboxClock()
         #: Strict: a request that breaks its endpoint's contract is refused as the marketplace would.
         #: Lenient (only where a test asks for it): the violation is logged and the request served.

@@ -290,7 +290,7 @@ async def test_a_migrated_tenant_schema_matches_the_models(migrated: Settings, d
         differences = await connection.run_sync(_tenant_differences, tenant_schema(prefix, tenant_id))
         trigram = await connection.scalar(text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'"))
     if trigram is None:
-        # A server without pg_trgm (the embedded one) gets no search indexes, by design of migration 0001.
+        # A server without pg_trgm gets no search indexes, by design of migration 0001.
         differences = [diff for diff in differences if "_trgm" not in str(diff)]
     assert differences == []
 

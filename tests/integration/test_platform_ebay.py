@@ -448,6 +448,29 @@ async def test_update_changes_price_and_title(
     assert outcome.data == listing["data"]
 
 
+async def test_update_of_price_and_stock_reaches_the_offer_as_ebay_takes_it(
+    adapter: EbayAdapter, control: httpx.AsyncClient, seller: dict[str, Any]
+) -> None:
+    listing = await published(adapter, seller)
+    since = (await control.get("/_sandbox/clock")).json()["now"]
+    changed = replace(PRODUCT, price=Decimal("31.90"), stock_quantity=4)
+
+    await adapter.update(publish_job(seller, action="update", product=changed, listing=listing).run())
+
+    state = await sku_state(control)
+    [offer] = state["offers"]
+    assert offer["pricingSummary"]["price"] == {"value": "31.90", "currency": "EUR"}
+    assert offer["availableQuantity"] == 4
+    assert state["inventory_item"]["availability"]["shipToLocationAvailability"]["quantity"] == 4
+    assert state["live_listing_ids"] == [listing["external_id"]]
+    # updateOffer got its own body (no sku/marketplaceId/format), and every request met the strict schemas.
+    sent = (await control.get("/_sandbox/requests", params={"platform": "ebay", "since": str(since)})).json()[
+        "requests"
+    ]
+    assert {r["endpoint"] for r in sent} >= {"PUT /sell/inventory/v1/offer/{offer_id}"}
+    assert all(r["violations"] == [] and r["status"] < 300 for r in sent), sent
+
+
 async def test_delist_withdraws_and_a_repeat_succeeds(
     adapter: EbayAdapter, control: httpx.AsyncClient, seller: dict[str, Any]
 ) -> None:

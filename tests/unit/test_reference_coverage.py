@@ -15,8 +15,8 @@ from ops.reference_data import __file__ as reference_data_init
 
 #: The kinds the coverage table reports: what a reseller sets and a mapper reads.
 KINDS: tuple[str, ...] = ("categories", "brands", "sizes", "colors", "conditions", "materials")
-#: Kinds that must be fully accounted for (mapped or `none`) on every platform.
-COMPLETE_KINDS: tuple[str, ...] = ("categories", "sizes", "colors", "conditions")
+#: Kinds that must be fully accounted for (mapped or `none` with its reason) on every platform: all of them.
+COMPLETE_KINDS: tuple[str, ...] = KINDS
 README = reference_data_init.replace("__init__.py", "README.md")
 
 

@@ -63,6 +63,7 @@ REQUIRED_FIELDS: dict[str, dict[str, dict[str, type]]] = {
         "colors": {"color_id": int},
         "conditions": {"status_id": int},
         "sizes": {},
+        "materials": {},
     },
     "ebay": {
         "categories": {"required_aspects": list},
@@ -80,6 +81,8 @@ REQUIRED_FIELDS: dict[str, dict[str, dict[str, type]]] = {
         "conditions": {},
         "sizes": {},
         "colors": {},
+        "brands": {},
+        "materials": {},
     },
 }
 OPTIONAL_FIELDS: dict[str, dict[str, dict[str, type]]] = {
