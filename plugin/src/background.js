@@ -8,6 +8,7 @@
 
 import { sendFromPage } from "./page.js";
 import {
+  DEFAULT_SEND_WINDOW,
   ImageUnavailable,
   UnresolvedReference,
   backoffSeconds,
@@ -21,6 +22,8 @@ import {
   prepareRequest,
   responseBody,
   retryAfterSeconds,
+  secondsUntilRoom,
+  sendWindowFrom,
 } from "./protocol.js";
 import { loadSettings } from "./settings.js";
 import { LoggedOut, call, logIn, logOut } from "./stoflow.js";
@@ -69,6 +72,10 @@ const REPORT_ATTEMPTS = 4;
 let tasks = {};
 /** @type {Record<string, AccountBackoff>} */
 let accounts = {};
+/** @type {Record<string, number[]>} moments (epoch seconds) of each account's requests to Vinted */
+let sends = {};
+/** @type {Map<number, import("./protocol.js").SendWindow>} each account's window, as Stoflow gave it */
+const windows = new Map();
 /** @type {Map<string, {task: Task, leaseLost: boolean}>} */
 const held = new Map();
 /** @type {Promise<void> | null} */
@@ -81,9 +88,10 @@ const today = () => new Date().toISOString().slice(0, 10);
 // --- memory in chrome.storage ----------------------------------------------------------------------------
 
 async function loadMemory() {
-  const stored = await chrome.storage.local.get(["tasks", "accounts"]);
+  const stored = await chrome.storage.local.get(["tasks", "accounts", "sends"]);
   tasks = stored.tasks ?? {};
   accounts = stored.accounts ?? {};
+  sends = stored.sends ?? {};
   const cutoff = Date.now() - KEEP_MS;
   for (const [id, record] of Object.entries(tasks)) {
     if (record.reported && record.at < cutoff) delete tasks[id];
@@ -262,7 +270,55 @@ async function handle(task, settings) {
   }
   const entry = held.get(task.id);
   if (entry?.leaseLost || backingOff(task.vinted_account_id) || (await switchedOff())) return;
+  // Start only once the account's window has room for the whole task (its leases are heartbeated meanwhile).
+  await waitForRoom(task, settings);
+  if (entry?.leaseLost || backingOff(task.vinted_account_id) || (await switchedOff())) return;
   await runTask(task, settings);
+}
+
+/**
+ * The window an account's sends are paced by: Stoflow's answer, read once, else 40 per 2 hours.
+ * @param {number} accountId
+ * @param {Settings} settings
+ */
+async function sendWindow(accountId, settings) {
+  const known = windows.get(accountId);
+  if (known) return known;
+  try {
+    const response = await call(settings.stoflowUrl, "GET", `/api/integrations/vinted/accounts/${accountId}/rate-limit`);
+    const window = response.status === 200 ? sendWindowFrom(await response.json()) : null;
+    if (window) windows.set(accountId, window);
+    return window ?? DEFAULT_SEND_WINDOW;
+  } catch (error) {
+    if (error instanceof LoggedOut) throw error;
+    return DEFAULT_SEND_WINDOW;
+  }
+}
+
+/**
+ * Sleep until the task's requests fit in its account's window (or its lease is lost).
+ * @param {Task} task
+ * @param {Settings} settings
+ */
+async function waitForRoom(task, settings) {
+  const window = await sendWindow(task.vinted_account_id, settings);
+  while (!held.get(task.id)?.leaseLost) {
+    const wait = secondsUntilRoom(window, sends[task.vinted_account_id] ?? [], Date.now() / 1000, task.requests.length);
+    if (wait <= 0) return;
+    await setStatus({ state: "paused", pausedUntil: Date.now() + wait * 1000, penalty: "window_full" });
+    await sleep(Math.min(wait * 1000, 1000));
+  }
+}
+
+/**
+ * Note a request leaving for Vinted in the account's log (kept for one window).
+ * @param {number} accountId
+ */
+async function noteSend(accountId) {
+  const now = Date.now() / 1000;
+  const window = windows.get(accountId) ?? DEFAULT_SEND_WINDOW;
+  sends[accountId] = [...(sends[accountId] ?? []).filter((moment) => moment > now - window.seconds), now];
+  await chrome.storage.local.set({ sends });
 }
 
 // --- running a task in the Vinted tab ----------------------------------------------------------------------
@@ -420,20 +476,27 @@ async function runTask(task, settings) {
     }
     await pace(prepared.method, settings);
     const pageRequest = { method: prepared.method, path: prepared.path, json: prepared.json, file };
+    await noteSend(task.vinted_account_id);
     let answer = await inPage(tabId, pageRequest);
     if (staleSession(answer)) {
       await chrome.tabs.reload(tabId);
       await loaded(tabId);
+      await noteSend(task.vinted_account_id);
       answer = await inPage(tabId, pageRequest);
     }
     lastRequestEnd = Date.now();
+    if (answer.http_status === 401 && responses.length === 0) {
+      // Not logged in to Vinted (sessions end after a couple of hours): Vinted did nothing, so the task is
+      // forgotten and left to come back, and nothing is claimed until the member has logged in again.
+      await sessionLost(task);
+      return;
+    }
     /** @type {VintedResponse} */
     const response =
       answer.http_status === 0
         ? { http_status: 0, body: { error: answer.error ?? "no answer" } }
         : { http_status: answer.http_status, body: responseBody(answer.text, answer.content_type) };
     await record(task, responses, response, answer.headers, settings);
-    if (response.http_status === 401) await noteError("Log in to Vinted in this browser: Vinted refused the session.");
     if (!isSuccess(response.http_status)) break;
   }
   const result = judge(responses, task.requests.length, localError);
@@ -441,6 +504,26 @@ async function runTask(task, settings) {
   await saveTasks();
   await countDone();
   await report(task.id, task.lease_id, result, settings);
+}
+
+/** Seconds between two tries while the member is logged out of Vinted. */
+const SESSION_RETRY_SECONDS = 30;
+
+/**
+ * The first request of a task met Vinted's login wall: forget the task (nothing ran) and wait for a login.
+ * @param {Task} task
+ */
+async function sessionLost(task) {
+  delete tasks[task.id];
+  await saveTasks();
+  const previous = accounts[task.vinted_account_id];
+  accounts[task.vinted_account_id] = {
+    until: Date.now() + SESSION_RETRY_SECONDS * 1000,
+    streak: previous?.streak ?? 0,
+    penalty: "logged_out_of_vinted",
+  };
+  await saveAccounts();
+  await noteError("Log in to Vinted in this browser: Vinted ended the session. Stoflow resumes by itself once you have.");
 }
 
 /**
@@ -542,7 +625,11 @@ async function refreshBudget(settings) {
     const budget = [];
     for (const account of (await listed.json()).items ?? []) {
       const usage = await call(settings.stoflowUrl, "GET", `/api/integrations/vinted/accounts/${account.id}/rate-limit`);
-      if (usage.status === 200) budget.push({ account_id: account.id, username: account.username, ...(await usage.json()) });
+      if (usage.status !== 200) continue;
+      const body = await usage.json();
+      const window = sendWindowFrom(body);
+      if (window) windows.set(account.id, window);
+      budget.push({ account_id: account.id, username: account.username, ...body });
     }
     await chrome.storage.local.set({ budget });
   } catch (error) {

@@ -13,6 +13,13 @@ const LABELS = {
   stopped: "Paused by you",
 };
 
+/** @type {Record<string, string>} */
+const REASONS = {
+  challenge: "a check to solve",
+  rate_limited: "too many requests",
+  logged_out_of_vinted: "log in to Vinted",
+};
+
 /** @param {number} at */
 const clock = (at) => new Date(at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 
@@ -39,8 +46,10 @@ async function render() {
   const label = byId("state");
   label.className = `state ${state}`;
   label.textContent =
-    state === "paused" && status.pausedUntil
-      ? `${LABELS.paused} (${status.penalty === "challenge" ? "a check to solve" : "too many requests"}) until ${clock(status.pausedUntil)}`
+    state === "paused" && status.pausedUntil && status.penalty === "window_full"
+      ? `Waiting: the Vinted budget is used up until ${clock(status.pausedUntil)}`
+      : state === "paused" && status.pausedUntil
+      ? `${LABELS.paused} (${REASONS[status.penalty] ?? "too many requests"}) until ${clock(status.pausedUntil)}`
       : LABELS[state];
   byId("who").textContent = stored.auth.email;
   byId("done").textContent = String(status.day === new Date().toISOString().slice(0, 10) ? status.doneToday : 0);

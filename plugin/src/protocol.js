@@ -322,3 +322,41 @@ export function interruptedResult(responses, requestCount) {
 export function pickGap([low, high], random = Math.random) {
   return high <= low ? low : low + (high - low) * random();
 }
+
+/**
+ * @typedef {object} SendWindow  at most `limit` requests to one Vinted account within any `seconds`, counted
+ *   as the plugin sends: Stoflow takes slots when it releases a task, but a plugin that sends late could still
+ *   burst past the limit in Vinted's own log, so the plugin keeps its own sliding log of sends and paces by it.
+ * @property {number} limit
+ * @property {number} seconds
+ */
+
+/** @type {SendWindow} */
+export const DEFAULT_SEND_WINDOW = { limit: 40, seconds: 7200 };
+
+/**
+ * How long to wait until `needed` more sends fit (at least one, at most `limit`); 0 when they do.
+ * @param {SendWindow} window
+ * @param {number[]} sends  moments of earlier sends (seconds)
+ * @param {number} now
+ * @param {number} [needed]
+ */
+export function secondsUntilRoom(window, sends, now, needed = 1) {
+  const recent = sends.filter((moment) => moment > now - window.seconds).sort((a, b) => a - b);
+  const excess = recent.length + Math.min(Math.max(needed, 1), window.limit) - window.limit;
+  if (excess <= 0) return 0;
+  return Math.max(recent[excess - 1] + window.seconds - now, 0);
+}
+
+/**
+ * Read `{"limit", "window_seconds"}` from Stoflow's rate-limit endpoint; null when it is not that.
+ * @param {unknown} body
+ * @returns {SendWindow | null}
+ */
+export function sendWindowFrom(body) {
+  if (!isObject(body)) return null;
+  const { limit, window_seconds: seconds } = body;
+  if (typeof limit !== "number" || !Number.isInteger(limit) || typeof seconds !== "number") return null;
+  if (limit < 1 || !(seconds > 0)) return null;
+  return { limit, seconds };
+}

@@ -14,6 +14,8 @@ import {
   penaltyOf,
   prepareRequest,
   retryAfterSeconds,
+  secondsUntilRoom,
+  sendWindowFrom,
 } from "../src/protocol.js";
 
 const cases = JSON.parse(readFileSync(new URL("./protocol-cases.json", import.meta.url), "utf-8"));
@@ -79,5 +81,18 @@ for (const testCase of cases.forms) {
 for (const testCase of cases.interrupted) {
   test(`interrupted: ${testCase.name}`, () => {
     assertSameResult(interruptedResult(testCase.responses, testCase.request_count), testCase.result);
+  });
+}
+
+for (const testCase of cases.windows) {
+  test(`window: ${testCase.name}`, () => {
+    const window = { limit: testCase.limit, seconds: testCase.seconds };
+    assert.equal(secondsUntilRoom(window, testCase.sends, testCase.now, testCase.needed), testCase.wait);
+  });
+}
+
+for (const testCase of cases.window_answers) {
+  test(`window answer: ${testCase.name}`, () => {
+    assert.deepEqual(sendWindowFrom(testCase.body), testCase.window);
   });
 }

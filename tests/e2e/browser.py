@@ -95,6 +95,16 @@ class PluginBrowser:
             settings,
         )
 
+    async def set_servers(self, stoflow_url: str, vinted_hosts: list[str]) -> None:
+        """Point the plugin at a Stoflow server and Vinted sites through its options page, as a user does."""
+        page = await self.context.new_page()
+        await page.goto(f"chrome-extension://{self.extension_id}/options.html")
+        await page.fill("#stoflow-url", stoflow_url)
+        await page.fill("#vinted-hosts", "\n".join(vinted_hosts))
+        await page.click("#save")
+        await page.wait_for_selector("#saved:not([hidden])", timeout=10_000)
+        await page.close()
+
     async def popup(self) -> Page:
         """The popup, opened as a page of its own (the size of the real popup)."""
         page = await self.context.new_page()

@@ -84,12 +84,15 @@ async def _browser(
     profile: Path, platform: PlatformProcesses, cookies: dict[str, str], **timings: Any
 ) -> PluginBrowser:
     browser = await PluginBrowser.launch(profile)
-    await browser.context.add_cookies(
-        [{"name": name, "value": value, "url": platform.sandbox_url} for name, value in cookies.items()]
-    )
-    await browser.configure(
-        stoflowUrl=platform.api_url, vintedHosts=[platform.sandbox_url], **{**TIMINGS, **timings}
-    )
+    if cookies:
+        await browser.context.add_cookies(
+            [{"name": name, "value": value, "url": platform.sandbox_url} for name, value in cookies.items()]
+        )
+    await browser.set_servers(platform.api_url, [platform.sandbox_url])
+    await browser.configure(**{**TIMINGS, **timings})
+    stored = await browser.storage()
+    assert stored["settings"]["stoflowUrl"] == platform.api_url, stored["settings"]
+    assert stored["settings"]["vintedHosts"] == [platform.sandbox_url], stored["settings"]
     return browser
 
 
@@ -278,3 +281,26 @@ async def test_a_browser_restart_before_the_report_sends_it_afterwards_and_runs_
     assert len(unreported) == 1
     assert stored["tasks"][unreported[0]]["reported"] is True
     assert stored["tasks"][unreported[0]]["result"]["status"] == "success"
+
+
+async def test_a_member_logged_out_of_vinted_is_told_so_and_the_task_is_left_for_later(
+    storefront: Storefront, running_platform: PlatformProcesses, tmp_path: Path
+) -> None:
+    tenant, member, _ = await _reseller(storefront)
+    # No Vinted session cookie in this browser: the member is logged out of Vinted.
+    async with await _browser(tmp_path / "profile", running_platform, {}, pollLimit=1) as browser:
+        popup = await browser.log_in(tenant.email, PASSWORD)
+        [job_id] = await _publish(storefront, tenant, 1)
+        stored = await browser.wait_for("(s) => s.status?.penalty === 'logged_out_of_vinted'", timeout=60)
+        await popup.reload()
+        await popup.wait_for_selector("#logged-in:not([hidden])")
+        popup_text = await popup.inner_text("body")
+        job = (await storefront.jobs_of(tenant))[job_id]
+
+    assert "Log in to Vinted in this browser" in popup_text
+    # Vinted did nothing, so the task is not remembered as run: it comes back once its lease lapses.
+    assert stored["tasks"] == {}
+    assert job["status"] == "waiting_plugin", job
+    assert await _live_items(storefront, member) == []
+    refused = await storefront.requests(platform="vinted", method="POST", path_prefix=PHOTOS)
+    assert [record["status"] for record in refused if record["account"] is None] == [401]

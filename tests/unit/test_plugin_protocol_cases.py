@@ -16,6 +16,7 @@ from ops.plugin_client.errors import UnresolvedReference
 from ops.plugin_client.rules import (
     BackoffPolicy,
     Penalty,
+    SendWindow,
     flatten_form,
     interrupted_result,
     is_success,
@@ -23,6 +24,7 @@ from ops.plugin_client.rules import (
     penalty_of,
     prepare_request,
     retry_after_seconds,
+    send_window_from,
 )
 
 CASES = json.loads(
@@ -101,6 +103,21 @@ def test_form_case(case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("case", CASES["interrupted"], ids=[case["name"] for case in CASES["interrupted"]])
 def test_interrupted_case(case: dict[str, Any]) -> None:
     _same_result(interrupted_result(case["responses"], case["request_count"]), case["result"])
+
+
+@pytest.mark.parametrize("case", CASES["windows"], ids=[case["name"] for case in CASES["windows"]])
+def test_window_case(case: dict[str, Any]) -> None:
+    window = SendWindow(case["limit"], case["seconds"])
+    assert window.seconds_until_room(case["sends"], case["now"], case["needed"]) == case["wait"]
+
+
+@pytest.mark.parametrize(
+    "case", CASES["window_answers"], ids=[case["name"] for case in CASES["window_answers"]]
+)
+def test_window_answer_case(case: dict[str, Any]) -> None:
+    window = send_window_from(case["body"])
+    expected = case["window"]
+    assert (None if window is None else {"limit": window.limit, "seconds": window.seconds}) == expected
 
 
 def test_the_cases_cover_both_penalties_and_every_result_kind() -> None:
