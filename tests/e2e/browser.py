@@ -11,7 +11,10 @@ A browser restart is `close()` then `launch()` on the same profile directory: ch
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
+import signal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -24,6 +27,22 @@ CHROMIUM = Path("/usr/bin/chromium")
 DOCS = ROOT / "docs"
 
 
+def _browser_pids(profile_dir: Path) -> list[int]:
+    """The browser processes (not their helpers) started on this profile directory."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        flags = [arg.decode(errors="replace") for arg in argv]
+        if f"--user-data-dir={profile_dir}" in flags and not any(f.startswith("--type=") for f in flags):
+            pids.append(int(entry.name))
+    return pids
+
+
 def chromium_available() -> bool:
     return CHROMIUM.exists() and shutil.which(str(CHROMIUM)) is not None
 
@@ -31,8 +50,11 @@ def chromium_available() -> bool:
 class PluginBrowser:
     """One Chromium profile with the extension loaded, and its service worker."""
 
-    def __init__(self, playwright: Playwright, context: BrowserContext, worker: Worker) -> None:
+    def __init__(
+        self, playwright: Playwright, context: BrowserContext, worker: Worker, profile_dir: Path
+    ) -> None:
         self._playwright = playwright
+        self.profile_dir = profile_dir
         self.context = context
         self.worker = worker
         self.extension_id = worker.url.split("/")[2]
@@ -62,7 +84,7 @@ class PluginBrowser:
         except BaseException:
             await playwright.stop()
             raise
-        return cls(playwright, context, worker)
+        return cls(playwright, context, worker, profile_dir)
 
     async def __aenter__(self) -> Self:
         return self
@@ -76,6 +98,16 @@ class PluginBrowser:
         try:
             await self.context.close()
         finally:
+            await self._playwright.stop()
+
+    async def crash(self) -> None:
+        """`kill -9` the browser (its main process, found by this profile): no shutdown code runs."""
+        pids = _browser_pids(self.profile_dir)
+        assert pids, f"no browser process runs on {self.profile_dir}"
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
             await self._playwright.stop()
 
     # -- the extension's side --------------------------------------------------------------------------

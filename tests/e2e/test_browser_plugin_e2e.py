@@ -241,7 +241,7 @@ async def test_a_429_pauses_the_account_and_a_challenge_asks_the_user_to_solve_i
     assert set(challenged) <= set(await storefront.jobs_of(tenant))
 
 
-async def test_a_browser_restart_before_the_report_sends_it_afterwards_and_runs_nothing_twice(
+async def test_a_browser_killed_before_the_report_sends_it_after_restart_and_runs_nothing_twice(
     storefront: Storefront, running_platform: PlatformProcesses, tmp_path: Path
 ) -> None:
     tenant, member, cookies = await _reseller(storefront)
@@ -266,7 +266,7 @@ async def test_a_browser_restart_before_the_report_sends_it_afterwards_and_runs_
         )
         unreported = [task_id for task_id, task in stored["tasks"].items() if not task["reported"]]
     finally:
-        await browser.close()
+        await browser.crash()
     api.restart()
 
     async with await _browser(profile, running_platform, cookies, pollLimit=1) as browser:
