@@ -36,12 +36,12 @@ from ops.plugin_client.rules import (
     BackoffPolicy,
     GapRange,
     SendWindow,
+    UploadSpec,
     choose_send_window,
-    flatten_form,
     interrupted_result,
     is_success,
     judge,
-    resolve_references,
+    prepare_request,
     send_window_from,
 )
 from ops.plugin_client.vinted import Exchange, Pacing, Upload, VintedAccountSession
@@ -500,10 +500,10 @@ class PluginClient:
                     self._record(task, responses, failed)
             if not responses:
                 for request in task.requests:
-                    method = str(request.get("method", "GET")).upper()
-                    path = str(request["path"])
                     try:
-                        body, upload = await self._prepare(request.get("body"), responses)
+                        prepared = prepare_request(request, responses)
+                        method, path = prepared.method, prepared.path
+                        upload = await self._upload(prepared.upload)
                     except UnresolvedReference as exc:
                         local_error = {"code": "unresolved_reference", "message": str(exc)}
                         break
@@ -511,7 +511,7 @@ class PluginClient:
                         self._record(task, responses, Exchange(0, {"error": str(exc)}))
                         local_error = {"code": "image_unavailable", "message": str(exc)}
                         break
-                    exchange = await session.send(method, path, body, upload)
+                    exchange = await session.send(method, path, prepared.json, upload)
                     self._record(task, responses, exchange)
                     log.info(
                         "vinted_request_sent", method=method, path=path, http_status=exchange.http_status
@@ -543,16 +543,12 @@ class PluginClient:
         elif is_success(exchange.http_status):
             self.memory.clear_streak(account)
 
-    async def _prepare(self, raw_body: Any, responses: list[dict[str, Any]]) -> tuple[Any, Upload | None]:
-        """Fill the `$ref` placeholders; turn a `$upload` body into a multipart upload."""
-        body = resolve_references(raw_body, responses)
-        if not isinstance(body, dict) or "$upload" not in body:
-            return body, None
-        spec = body.pop("$upload")
-        if not isinstance(spec, dict) or not spec.get("field") or not spec.get("url"):
-            raise ImageUnavailable("the $upload names no field or url")
-        content, content_type, filename = await self._download(str(spec["url"]))
-        return None, Upload(flatten_form(body), str(spec["field"]), filename, content, content_type)
+    async def _upload(self, spec: UploadSpec | None) -> Upload | None:
+        """Download the image an `$upload` names, ready to send as a multipart form."""
+        if spec is None:
+            return None
+        content, content_type, filename = await self._download(spec.url)
+        return Upload(spec.fields, spec.file_field, filename, content, content_type)
 
     async def _download(self, url: str) -> tuple[bytes, str, str]:
         """Fetch an image to upload (a signed Stoflow media URL: it is never logged)."""

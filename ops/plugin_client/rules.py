@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from ops.plugin_client.errors import InvalidGap, UnresolvedReference
+from ops.plugin_client.errors import ImageUnavailable, InvalidGap, UnresolvedReference
 
 #: The status a request gets when no HTTP answer arrived (connection refused, timeout, dropped answer).
 NETWORK_FAILURE = 0
@@ -104,6 +104,44 @@ def flatten_form(body: Mapping[str, Any], prefix: str = "") -> list[tuple[str, s
         else:
             fields.append((name, _form_value(value)))
     return fields
+
+
+@dataclass(frozen=True)
+class UploadSpec:
+    """A multipart photo upload still to send: form fields, the file's field name and where to fetch it."""
+
+    fields: list[tuple[str, str]]
+    file_field: str
+    url: str
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """One task request as it leaves for Vinted: placeholders filled, an `$upload` turned into a form."""
+
+    method: str
+    path: str
+    json: Any
+    upload: UploadSpec | None
+
+
+def prepare_request(request: Mapping[str, Any], responses: Sequence[Response]) -> PreparedRequest:
+    """Fill a task request's `$ref` placeholders from the answers so far and read its `$upload`, if any.
+
+    UnresolvedReference when a placeholder names what the answers do not hold; ImageUnavailable when
+    an `$upload` names no field or url.
+    """
+    method = str(request.get("method", "GET")).upper()
+    path = str(request["path"])
+    body = resolve_references(request.get("body"), responses)
+    if not isinstance(body, dict) or "$upload" not in body:
+        return PreparedRequest(method, path, None if method in {"GET", "HEAD"} else body, None)
+    spec = body.pop("$upload")
+    if not isinstance(spec, dict) or not spec.get("field") or not spec.get("url"):
+        raise ImageUnavailable("the $upload names no field or url")
+    return PreparedRequest(
+        method, path, None, UploadSpec(flatten_form(body), str(spec["field"]), str(spec["url"]))
+    )
 
 
 # --- pacing ---------------------------------------------------------------------------------------------

@@ -182,6 +182,8 @@ class VintedAccountSession:
     def _headers(self, method: str) -> dict[str, str]:
         headers = {"Accept": "application/json, text/plain, */*"}
         if is_write(method):
+            # What a Vinted page's own requests carry; Vinted refuses writes from any other origin.
+            headers["Origin"] = self._base_url
             if self._csrf_token:
                 headers["x-csrf-token"] = self._csrf_token
             if self._anon_id:

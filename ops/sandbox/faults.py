@@ -198,6 +198,7 @@ class FaultMiddleware:
                     account=hooks.account_of(self.state, headers),
                     at=self.state.clock.now(),
                     endpoint=self._endpoint(scope),
+                    origin=headers.get("origin"),
                 )
             )
             latencies, rule = self._pick_rules(platform, method, path, headers, hooks)

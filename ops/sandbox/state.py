@@ -54,6 +54,8 @@ class RequestRecord:
     fault: str | None = None
     #: How the request broke its endpoint's contract (ops/sandbox/contract.py); empty when it conforms.
     violations: list[str] = field(default_factory=list)
+    #: The `Origin` header a browser sent (the page the request came from); None when there was none.
+    origin: str | None = None
 
     def to_json(self) -> JsonDict:
         """Render the record for the inspection API."""
@@ -67,6 +69,7 @@ class RequestRecord:
             "status": self.status,
             "fault": self.fault,
             "violations": list(self.violations),
+            "origin": self.origin,
         }
 
 

@@ -6,7 +6,9 @@ Shapes follow what public Vinted clients and scrapers record: a request without 
 human message; item bodies are `{"item": {...}}` with `catalog_id`, `brand_id`, `size_id`, `status_id`,
 `package_size_id`, `color_ids`, `price`, `currency` and `assigned_photos: [{"id", "orientation"}]`;
 successful answers carry `"code": 0`. The session is the `_vinted_fr_session` cookie (`access_token_web`
-is accepted too); writes also need the `x-csrf-token` and `x-anon-id` headers the web app sends.
+is accepted too); writes also need the `x-csrf-token` and `x-anon-id` headers the web app sends, and a
+write whose `Origin` is not the site itself (an extension's service worker, another site) is refused
+`403 invalid_origin`: only requests sent from a Vinted page pass. Each request's `Origin` is recorded.
 """
 
 from __future__ import annotations
@@ -122,6 +124,11 @@ def create_session(state: SandboxState, user_id: int | None) -> JsonDict:
     }
 
 
+def own_origin(request: Request) -> str:
+    """The origin of the site as the browser addressed it: what a page of this site sends as `Origin`."""
+    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+
+
 async def current_member(request: Request) -> int:
     """Resolve the member from the session cookie; writes also need the CSRF and anon-id headers."""
     state = state_of(request)
@@ -133,6 +140,10 @@ async def current_member(request: Request) -> int:
     if session.user_id is None:
         raise not_authenticated()
     if request.method not in {"GET", "HEAD"}:
+        origin = request.headers.get("origin")
+        if origin is not None and origin != own_origin(request):
+            # A write from an extension's background (chrome-extension://...) or another site.
+            raise VintedApiError(403, 106, "Invalid origin", "invalid_origin")
         csrf = request.headers.get("x-csrf-token")
         if not csrf or (session.csrf_token is not None and csrf != session.csrf_token):
             raise VintedApiError(403, 106, "Invalid CSRF token", "invalid_csrf_token")

@@ -534,6 +534,39 @@ async def test_vinted_writes_need_csrf_and_anon_id_headers(client: httpx.AsyncCl
         assert set(response.json()) == {"code", "message", "message_code"}
 
 
+async def test_vinted_refuses_writes_from_another_origin_and_records_each_origin(
+    client: httpx.AsyncClient,
+) -> None:
+    headers = (await vinted_member(client))["headers"]
+    photo = {"photo[type]": "item"}
+    jpeg = {"photo[file]": ("p.jpg", b"\xff\xd8jpeg", "image/jpeg")}
+
+    from_extension = await client.post(
+        "/api/v2/photos",
+        data=photo,
+        files=jpeg,
+        headers={**headers, "Origin": "chrome-extension://abcdefghijklmnop"},
+    )
+    from_page = await client.post(
+        "/api/v2/photos", data=photo, files=jpeg, headers={**headers, "Origin": "http://sandbox"}
+    )
+    log = (await client.get("/_sandbox/requests", params={"path_prefix": "/api/v2/photos"})).json()
+
+    assert from_extension.status_code == 403
+    assert from_extension.json() == {
+        "code": 106,
+        "message": "Invalid origin",
+        "message_code": "invalid_origin",
+    }
+    assert from_page.status_code == 200
+    assert [(r["origin"], r["status"]) for r in log["requests"]] == [
+        ("chrome-extension://abcdefghijklmnop", 403),
+        ("http://sandbox", 200),
+    ]
+    # Nothing was stored for the refused upload.
+    assert from_page.json()["id"] == (await vinted_photo(client, headers)) - 1
+
+
 async def test_vinted_home_page_issues_session_cookie_and_csrf_token(client: httpx.AsyncClient) -> None:
     response = await client.get("/")
 
