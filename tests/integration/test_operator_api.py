@@ -184,3 +184,34 @@ async def test_the_jobs_of_every_tenant_page_by_cursor_and_filter(
     assert_problem(
         await client.get("/api/ops/jobs", params={"status": "nope"}, headers=ops), 422, "validation_error"
     )
+
+
+async def test_a_page_visits_a_bounded_number_of_schemas_and_the_cursor_walks_on(
+    client: httpx.AsyncClient, migrated: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.console import jobs
+
+    monkeypatch.setattr(jobs, "SCHEMAS_PER_PAGE", 2)
+    ops = await operator_headers(client, migrated)
+    mine: dict[int, str] = {}
+    for _ in range(3):
+        headers, tenant, _account = await _vinted_tenant(client)
+        mine[tenant] = await _publish(client, headers, await _vinted_product(client, headers))
+    seen: list[tuple[int, str]] = []
+    pages = 0
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 200}
+        if cursor:
+            params["cursor"] = cursor
+        body = (await client.get("/api/ops/jobs", params=params, headers=ops)).json()
+        pages += 1
+        tenants_on_page = {item["tenant_id"] for item in body["items"]}
+        assert len(tenants_on_page) <= 2, "a page reads at most SCHEMAS_PER_PAGE tenant schemas"
+        seen += [(item["tenant_id"], item["id"]) for item in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages >= 2
+    assert {(tenant, job) for tenant, job in seen if tenant in mine} == set(mine.items())
+    assert [tenant for tenant, _job in seen] == sorted(tenant for tenant, _job in seen)
