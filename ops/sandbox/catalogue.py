@@ -23,8 +23,16 @@ EXTRA_ETSY_TAXONOMIES = frozenset({374, 1429})
 
 
 def _ids(platform: str, field: str) -> set[object]:
+    """Every id our categories name in `field`, and per gender in `{field}_by_gender` (kids' categories)."""
     categories = load_platform_mappings().get(platform, {}).get("categories", {})
-    return {fields.get(field) for fields in categories.values() if fields.get(field) is not None}
+    found: set[object] = set()
+    for fields in categories.values():
+        if fields.get(field) is not None:
+            found.add(fields[field])
+        by_gender = fields.get(f"{field}_by_gender")
+        if isinstance(by_gender, dict):
+            found.update(value for value in by_gender.values() if value is not None)
+    return found
 
 
 @cache

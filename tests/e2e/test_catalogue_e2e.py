@@ -41,10 +41,11 @@ NO_GAP = GapRange(0, 0)
 def platform_processes(
     migrated: Settings, e2e_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PlatformProcesses]:
-    """The conftest's processes with a Vinted budget that fits 200 publishes (the window has its own test)."""
+    """The conftest's processes, sellers on the plan with three platforms and 2,000 products, and a Vinted
+    budget that fits 200 publishes (the window has its own test)."""
     assert migrated.database_url is not None
     work_dir = tmp_path_factory.mktemp("e2e-catalogue")
-    limits = {"VINTED_RATE_LIMIT": "1000", "VINTED_RATE_WINDOW_SECONDS": "60"}
+    limits = {"DEFAULT_TIER": "pro", "VINTED_RATE_LIMIT": "1000", "VINTED_RATE_WINDOW_SECONDS": "60"}
     with PlatformProcesses(migrated.database_url, e2e_redis_url, work_dir, extra_env=limits) as processes:
         yield processes
 

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ops.reference_data import load_platform_mappings
 from ops.sandbox.app import create_sandbox_app
 
 INVENTORY = "/sell/inventory/v1"
@@ -39,7 +40,9 @@ def item(aspects: dict[str, list[str]]) -> dict[str, Any]:
     }
 
 
-async def publish(client: httpx.AsyncClient, sku: str, aspects: dict[str, list[str]]) -> httpx.Response:
+async def publish(
+    client: httpx.AsyncClient, sku: str, aspects: dict[str, list[str]], category_id: str = "63861"
+) -> httpx.Response:
     headers = await seller_headers(client)
     put = await client.put(f"{INVENTORY}/inventory_item/{sku}", json=item(aspects), headers=headers)
     assert put.status_code == 204
@@ -48,7 +51,7 @@ async def publish(client: httpx.AsyncClient, sku: str, aspects: dict[str, list[s
         "marketplaceId": "EBAY_GB",
         "format": "FIXED_PRICE",
         "availableQuantity": 1,
-        "categoryId": "63861",
+        "categoryId": category_id,
         "merchantLocationKey": "warehouse-1",
         "pricingSummary": {"price": {"value": "25.00", "currency": "GBP"}},
         "listingPolicies": {"fulfillmentPolicyId": "f1", "paymentPolicyId": "p1", "returnPolicyId": "r1"},
@@ -85,3 +88,17 @@ async def test_a_dress_with_its_required_aspects_publishes(client: httpx.AsyncCl
 
     assert published.status_code == 200
     assert published.json()["listingId"]
+
+
+async def test_every_kids_leaf_our_data_names_per_gender_is_a_category_the_fake_knows(
+    client: httpx.AsyncClient,
+) -> None:
+    dresses = load_platform_mappings()["ebay"]["categories"]["kids_girls_dresses"]
+    aspects = {"Brand": ["Zara"], "Size": ["8 Years"], "Department": ["Girls"]}
+    for gender, category_id in dresses["category_id_by_gender"].items():
+        published = await publish(client, f"KIDS-{gender}", aspects, category_id)
+        assert published.status_code == 200, (gender, published.text)
+
+    refused = await publish(client, "KIDS-UNKNOWN", aspects, "99999999")
+    assert refused.status_code == 400
+    assert [e["errorId"] for e in refused.json()["errors"]] == [25005]
