@@ -25,10 +25,14 @@ byId("settings").addEventListener("submit", async (event) => {
   const vintedHosts = lines.map(originOf);
   if (stoflowUrl === null) return showError("The Stoflow server must be an http(s) address.");
   if (vintedHosts.length === 0 || vintedHosts.includes(null)) return showError("Each Vinted site must be an http(s) address.");
-  const origins = [stoflowUrl, ...vintedHosts].map((origin) => `${origin}/*`);
-  // Hosts beyond the ones the extension ships with need the user's consent (asked once, from this click).
-  const granted = await chrome.permissions.contains({ origins }).catch(() => false);
-  if (!granted && !(await chrome.permissions.request({ origins }).catch(() => false))) {
+  // Match patterns name no port (Firefox refuses one; without it Chromium matches every port).
+  const origins = [stoflowUrl, ...vintedHosts].map((origin) => {
+    const url = new URL(/** @type {string} */ (origin));
+    return `${url.protocol}//${url.hostname}/*`;
+  });
+  // Hosts beyond the ones the extension ships with need the user's consent. Firefox grants a request only
+  // straight from the click, so it is the first thing awaited; hosts already granted answer true at once.
+  if (!(await chrome.permissions.request({ origins }).catch(() => false))) {
     return showError("Stoflow needs access to these sites to work with them.");
   }
   const { settings } = await chrome.storage.local.get("settings");

@@ -38,7 +38,7 @@ async function render() {
   byId("logged-in").hidden = !loggedIn;
   byId("server").textContent = settings.stoflowUrl;
   if (!loggedIn) {
-    showError(status.lastError?.message ?? "");
+    showError(lastError(status));
     return;
   }
   /** @type {keyof typeof LABELS} */
@@ -64,7 +64,15 @@ async function render() {
   byId("challenge").hidden = !challenged;
   if (challenged && status.pausedUntil) byId("challenge-until").textContent = clock(status.pausedUntil);
   /** @type {HTMLInputElement} */ (byId("pause")).checked = Boolean(stored.switch?.paused);
-  showError(status.lastError?.message ?? "");
+  showError(lastError(status));
+}
+
+/**
+ * The last problem, with when it happened.
+ * @param {{lastError?: {message: string, at: number} | null}} status
+ */
+function lastError(status) {
+  return status.lastError ? `${clock(status.lastError.at)} · ${status.lastError.message}` : "";
 }
 
 byId("login").addEventListener("submit", async (event) => {

@@ -330,6 +330,8 @@ async def test_a_publish_task_uploads_the_photo_creates_the_item_and_reports_suc
         ("POST", ITEM_PATH),
     ]
     assert all(r["account"] == str(tenant.member) for r in sent)
+    # The writes carry the Vinted site's own origin, as the page's requests do (others are refused).
+    assert [r["origin"] for r in sent[1:]] == [sandbox_url, sandbox_url]
     assert sent[2]["at"] - sent[1]["at"] >= 0.2
     # Paced by the account's limit and window as the gateway gives them, its sends logged on disk.
     assert client.send_windows[tenant.account_id] == SendWindow(
