@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     #: Requests per second per marketplace application, shared by every worker process (None: no limit).
     etsy_requests_per_second: int | None = Field(10, ge=1)
     ebay_requests_per_second: int | None = Field(None, ge=1)
+    #: Seconds a product's edits wait for the next one before its live listings get their `update` (one per
+    #: platform carrying the last state); each edit pushes the wait again, up to 4 times this after the first.
+    update_coalesce_seconds: float = Field(5.0, ge=0, le=3600)
     ebay_api_base: str | None = None
     etsy_api_base: str | None = None
     vinted_api_base: str | None = None

@@ -25,6 +25,7 @@ from persistence import plugin_tasks, queue
 from persistence.tenancy import tenant_transaction
 from workers.errors import LeaseLost, PermanentPlatformError, RateLimited, TransientPlatformError
 from workers.platforms.base import JobInput, ListingOutcome
+from workers.platforms.media import image_keys
 from workers.rate_limit import SlidingWindowLimiter
 
 if TYPE_CHECKING:
@@ -60,17 +61,7 @@ class VintedAdapter:
         item["assigned_photos"] = [
             {"id": {"$ref": f"responses[{index}].id"}, "orientation": 0} for index in range(len(photos))
         ]
-        requests: list[dict[str, Any]] = [
-            {
-                "method": "POST",
-                "path": "/api/v2/photos",
-                "body": {
-                    "photo": {"type": "item", "temp_uuid": str(uuid.uuid4())},
-                    "$upload": {"field": "photo[file]", "url": url},
-                },
-            }
-            for url in photos
-        ]
+        requests: list[dict[str, Any]] = [_photo_upload(url) for url in photos]
         requests.append({"method": "POST", "path": "/api/v2/item_upload/items", "body": body})
         return await self._release(job, "create_item", requests)
 
@@ -79,9 +70,33 @@ class VintedAdapter:
         if earlier is not None:
             return earlier
         item_id = _item_id(job)
-        photo_ids = [int(photo) for photo in (job.listing or {}).get("data", {}).get("photo_ids", [])]
-        body = map_to_vinted_item(_product(job), job.mappings, photo_ids=photo_ids, item_id=int(item_id))
-        requests = [{"method": "PUT", "path": f"/api/v2/item_upload/items/{item_id}", "body": body}]
+        product = _product(job)
+        data = (job.listing or {}).get("data", {})
+        kept = [int(photo) for photo in data.get("photo_ids", [])]
+        keys = image_keys(tuple(product.image_urls))
+        shown = data.get("images")
+        if not isinstance(shown, list):
+            shown = keys[: len(kept)]  # pushed before we kept track: take the photos as they were
+        # An image still at its rank keeps its Vinted photo; a new or moved one is uploaded first, in the
+        # same task (one slot each), and the item names the upload's id.
+        uploads: list[dict[str, Any]] = []
+        assigned: list[dict[str, Any]] = []
+        for rank, (url, key) in enumerate(zip(product.image_urls, keys, strict=True)):
+            if rank < len(shown) and rank < len(kept) and shown[rank] == key:
+                assigned.append({"id": kept[rank], "orientation": 0})
+                continue
+            assigned.append({"id": {"$ref": f"responses[{len(uploads)}].id"}, "orientation": 0})
+            uploads.append(_photo_upload(url))
+        body = map_to_vinted_item(
+            product,
+            job.mappings,
+            photo_ids=[_PLACEHOLDER + i for i in range(len(assigned))],
+            item_id=int(item_id),
+        )
+        item = body["item"]
+        assert isinstance(item, dict)
+        item["assigned_photos"] = assigned
+        requests = [*uploads, {"method": "PUT", "path": f"/api/v2/item_upload/items/{item_id}", "body": body}]
         return await self._release(job, "update_item", requests)
 
     async def delist(self, job: JobInput) -> ListingOutcome:
@@ -170,10 +185,20 @@ class VintedAdapter:
             [response for response in raw if isinstance(response, dict)] if isinstance(raw, list) else []
         )
         if result.get("status") == "success":
+            keys = image_keys(tuple(job.product.image_urls)) if job.product is not None else []
             if not creating:
                 listing = job.listing or {}
-                return ListingOutcome(external_id=listing.get("external_id"), url=listing.get("url"))
-            return _created_listing(responses)
+                photo_ids = _item_photo_ids(responses)
+                data = (
+                    {"photo_ids": photo_ids, "images": keys}
+                    if photo_ids is not None and job.action == "update"
+                    else {}
+                )
+                return ListingOutcome(
+                    external_id=listing.get("external_id"), url=listing.get("url"), data=data
+                )
+            created = _created_listing(responses)
+            return ListingOutcome(created.external_id, created.url, {**created.data, "images": keys})
         last = responses[-1] if responses else {"http_status": 0, "body": None}
         status = _http_status(last.get("http_status"))
         message = _vinted_message(last.get("body"), result.get("error"))
@@ -204,6 +229,29 @@ def _item_id(job: JobInput) -> str:
     if not external:
         raise PermanentPlatformError("not_listed", "The product has no Vinted item to change.")
     return str(external)
+
+
+def _photo_upload(url: str) -> dict[str, Any]:
+    """The request that uploads one of our images as a Vinted item photo (the plugin sends the file)."""
+    return {
+        "method": "POST",
+        "path": "/api/v2/photos",
+        "body": {
+            "photo": {"type": "item", "temp_uuid": str(uuid.uuid4())},
+            "$upload": {"field": "photo[file]", "url": url},
+        },
+    }
+
+
+def _item_photo_ids(responses: list[dict[str, Any]]) -> list[int] | None:
+    """The photo ids of the item Vinted answered with (an edit's answer), in order; None when absent."""
+    body = responses[-1].get("body") if responses else None
+    item = body.get("item") if isinstance(body, dict) else None
+    photos = item.get("photos") if isinstance(item, dict) else None
+    if not isinstance(photos, list):
+        return None
+    ids = [photo.get("id") for photo in photos if isinstance(photo, dict)]
+    return [int(photo_id) for photo_id in ids if isinstance(photo_id, int)]
 
 
 def _created_listing(responses: list[dict[str, Any]]) -> ListingOutcome:
