@@ -21,6 +21,7 @@ from gateway.routers import (
     descriptions,
     health,
     images,
+    imports,
     integrations,
     jobs,
     plugin,
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(images.router)
     app.include_router(images.media_router)
     app.include_router(publications.router)
+    app.include_router(imports.router)
     app.include_router(descriptions.router)
     app.include_router(jobs.router)
     app.include_router(integrations.router)

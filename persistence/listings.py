@@ -150,3 +150,69 @@ async def history_of(session: AsyncSession, product_id: int) -> list[Publication
         .order_by(PublicationHistory.created_at.desc(), PublicationHistory.id.desc())
     )
     return list(rows)
+
+
+async def link_listing(
+    session: AsyncSession,
+    product_id: int,
+    platform: str,
+    *,
+    external_id: str,
+    url: str | None,
+    data: dict[str, Any],
+    vinted_account_id: int | None = None,
+) -> None:
+    """Make a listing found on the marketplace (an import) this product's live listing on that platform."""
+    now = datetime.now(UTC)
+    values = {
+        "status": "live",
+        "external_id": external_id,
+        "url": url,
+        "data": data,
+        "vinted_account_id": vinted_account_id,
+        "published_at": now,
+        "last_synced_at": now,
+        "updated_at": now,
+    }
+    statement = insert(PlatformListing).values(product_id=product_id, platform=platform, **values)
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=["product_id", "platform"], set_=values)
+    )
+
+
+async def record_outside_event(
+    session: AsyncSession,
+    *,
+    job_id: uuid.UUID,
+    product_id: int,
+    platform: str,
+    action: str,
+    message: str | None,
+) -> None:
+    """A finished history row for something that happened without a job of its own (import, sync)."""
+    now = datetime.now(UTC)
+    await session.execute(
+        insert(PublicationHistory).values(
+            job_id=job_id,
+            product_id=product_id,
+            platform=platform,
+            action=action,
+            attempt=1,
+            status="succeeded",
+            error_message=message,
+            started_at=now,
+            completed_at=now,
+        )
+    )
+
+
+async def products_by_external_id(
+    session: AsyncSession, platform: str, external_ids: list[str]
+) -> dict[str, int]:
+    """external id -> product id of this platform's listing rows naming them (whatever their state)."""
+    rows = await session.execute(
+        select(PlatformListing.external_id, PlatformListing.product_id).where(
+            PlatformListing.platform == platform, PlatformListing.external_id.in_(external_ids)
+        )
+    )
+    return {str(external_id): int(product_id) for external_id, product_id in rows}

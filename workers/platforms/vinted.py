@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import text
 
 from domain.jobs import USER_MESSAGES, JobErrorCode
-from domain.mapping.vinted import map_to_vinted_item
+from domain.mapping.vinted import map_to_vinted_item, vinted_listing_from
 from ops.rate_limit_usage import seed_if_missing, vinted_member_key
 from persistence import plugin_tasks, queue
 from persistence.tenancy import tenant_transaction
@@ -38,6 +38,9 @@ ITEM_URL = "https://www.vinted.fr/items/{id}"
 RATE_LIMIT_PAUSE = 15 * 60
 CHALLENGE_PAUSE = 30 * 60
 _CHALLENGE_MARKERS = ("captcha", "datadome", "challenge", "cf-chl", "cloudflare")
+#: Items per wardrobe page (Vinted's largest page) and pages per plugin task of an import.
+WARDROBE_PAGE_SIZE = 96
+WARDROBE_PAGES_PER_TASK = 4
 #: Placeholder photo ids: replaced by references to the upload responses before the task is written.
 _PLACEHOLDER = 10**12
 
@@ -106,6 +109,70 @@ class VintedAdapter:
         item_id = _item_id(job)
         requests = [{"method": "POST", "path": f"/api/v2/items/{item_id}/delete", "body": None}]
         return await self._release(job, "delete_item", requests)
+
+    async def import_listings(self, job: JobInput) -> ListingOutcome:
+        """Read the member's wardrobe through the plugin: page 1 first, then the other pages in one task.
+
+        Each page is one request, one slot of the member's budget: 96 items a page, so 120 items cost 2.
+        The pages read are kept with their tasks; a run after each result goes on from there, and the last
+        one hands what was found to the runner, which writes it when the job finishes.
+        """
+        done = [str(task) for task in job.progress.get("import_tasks", [])]
+        if job.progress.get("task_id"):
+            result = await self._reported_result(job)
+            if result is None:
+                raise TransientPlatformError("The plugin has not reported the wardrobe page yet.")
+            if result.get("status") != "success":
+                await self._conclude(job, result, creating=False)  # raises: retried or failed
+            done.append(str(job.progress["task_id"]))
+            await job.save_progress({"task_id": None, "import_tasks": done})
+        pages = await self._wardrobe_pages(job, done)
+        member = await self._member_of(job)
+        if 1 not in pages:
+            return await self._release(job, "list_items", [_wardrobe_request(member, 1)])
+        total = max(int(page.get("pagination", {}).get("total_pages") or 1) for page in pages.values())
+        missing = [number for number in range(2, total + 1) if number not in pages]
+        if missing:
+            requests = [_wardrobe_request(member, number) for number in missing[:WARDROBE_PAGES_PER_TASK]]
+            return await self._release(job, "list_items", requests)
+        found = [
+            vinted_listing_from(item)
+            for number in sorted(pages)
+            for item in pages[number].get("items") or []
+            if isinstance(item, dict) and not item.get("is_closed") and not item.get("is_draft")
+        ]
+        log.info("vinted_wardrobe_read", pages=len(pages), listings=len(found))
+        return ListingOutcome(external_id=None, url=None, imported=tuple(found))
+
+    async def _wardrobe_pages(self, job: JobInput, task_ids: list[str]) -> dict[int, dict[str, Any]]:
+        """The wardrobe pages the plugin read for this job so far, by page number."""
+        app = self._app
+        pages: dict[int, dict[str, Any]] = {}
+        async with tenant_transaction(
+            app.db.session_factory, app.settings.tenant_schema_prefix, job.tenant_id
+        ) as session:
+            for task_id in task_ids:
+                task = await plugin_tasks.get_task(session, uuid.UUID(task_id))
+                responses = (task.result or {}).get("responses") if task is not None else None
+                for response in responses if isinstance(responses, list) else []:
+                    body = response.get("body") if isinstance(response, dict) else None
+                    pagination = body.get("pagination") if isinstance(body, dict) else None
+                    if isinstance(body, dict) and isinstance(pagination, dict):
+                        pages[int(pagination.get("current_page") or 1)] = body
+        return pages
+
+    async def _member_of(self, job: JobInput) -> str:
+        account_id = job.payload.get("vinted_account_id")
+        app = self._app
+        async with tenant_transaction(
+            app.db.session_factory, app.settings.tenant_schema_prefix, job.tenant_id
+        ) as session:
+            member = await session.scalar(
+                text("SELECT vinted_user_id FROM vinted_accounts WHERE id = :id"), {"id": account_id}
+            )
+        if member is None:
+            raise PermanentPlatformError(JobErrorCode.NOT_CONNECTED, "The Vinted account was disconnected.")
+        return str(member)
 
     async def _earlier_task_outcome(self, job: JobInput, *, creating: bool) -> ListingOutcome | None:
         """The outcome of this job's task released by an earlier run, or None when a new one is needed."""
@@ -229,6 +296,12 @@ def _item_id(job: JobInput) -> str:
     if not external:
         raise PermanentPlatformError("not_listed", "The product has no Vinted item to change.")
     return str(external)
+
+
+def _wardrobe_request(member: str, page: int) -> dict[str, Any]:
+    """One page of a member's wardrobe, newest first, as Vinted's web app asks for it."""
+    path = f"/api/v2/wardrobe/{member}/items?page={page}&per_page={WARDROBE_PAGE_SIZE}&order=newest_first"
+    return {"method": "GET", "path": path, "body": None}
 
 
 def _photo_upload(url: str) -> dict[str, Any]:
