@@ -258,7 +258,10 @@ async def _succeed(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, outcom
     async def finish(session: AsyncSession) -> bool:
         finished = landing
         if outcome.imported is not None:
-            # The products and the job's result commit together, fenced on this run's lease.
+            # The products and the job's result commit together, fenced on this run's lease: the row is
+            # locked (and its lease renewed) first, so the sweep cannot take it back while they are written.
+            if not await queue.renew_lease(session, job.lease, app.lease_seconds):
+                return False
             counts = await imports.record_import(
                 session,
                 tenant_id=tenant_id,
