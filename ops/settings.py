@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     #: Seconds a product's edits wait for the next one before its live listings get their `update` (one per
     #: platform carrying the last state); each edit pushes the wait again, up to 4 times this after the first.
     update_coalesce_seconds: float = Field(5.0, ge=0, le=3600)
+    #: Seconds between two rounds of the listing sync (eBay, Etsy: listings ended outside Stoflow); 0: off.
+    sync_interval_seconds: float = Field(300.0, ge=0)
     ebay_api_base: str | None = None
     etsy_api_base: str | None = None
     vinted_api_base: str | None = None

@@ -216,3 +216,49 @@ async def products_by_external_id(
         )
     )
     return {str(external_id): int(product_id) for external_id, product_id in rows}
+
+
+async def live_listings_to_check(session: AsyncSession, platform: str, limit: int) -> list[PlatformListing]:
+    """This platform's live listings, the longest unchecked first (for the sync)."""
+    rows = await session.scalars(
+        select(PlatformListing)
+        .where(PlatformListing.platform == platform, PlatformListing.status == "live")
+        .order_by(PlatformListing.last_synced_at.asc().nulls_first(), PlatformListing.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def mark_checked(session: AsyncSession, listing_ids: list[int]) -> None:
+    """The sync found these listings still live."""
+    if listing_ids:
+        await session.execute(
+            update(_LISTINGS).where(_LISTINGS.c.id.in_(listing_ids)).values(last_synced_at=datetime.now(UTC))
+        )
+
+
+async def end_outside(
+    session: AsyncSession, product_id: int, platform: str, external_id: str | None, message: str
+) -> bool:
+    """A live listing was ended on the marketplace, not by Stoflow: `delisted`, with a history row.
+
+    Only while it is still the same live listing (a job may have changed it since it was read).
+    """
+    now = datetime.now(UTC)
+    ended = await session.scalar(
+        update(_LISTINGS)
+        .where(
+            _LISTINGS.c.product_id == product_id,
+            _LISTINGS.c.platform == platform,
+            _LISTINGS.c.status == "live",
+            _LISTINGS.c.external_id.is_not_distinct_from(external_id),
+        )
+        .values(status="delisted", last_synced_at=now, updated_at=now)
+        .returning(_LISTINGS.c.id)
+    )
+    if ended is None:
+        return False
+    await record_outside_event(
+        session, job_id=uuid.uuid4(), product_id=product_id, platform=platform, action="sync", message=message
+    )
+    return True

@@ -15,6 +15,7 @@ from ops.settings import Settings
 from workers.context import WorkerApp, build_worker_app
 from workers.jobs import run_job
 from workers.platforms.base import PlatformAdapter
+from workers.sync import start_sync_loop, stop_sync_loop
 
 log = structlog.get_logger(__name__)
 
@@ -52,9 +53,11 @@ def build_worker(
         if configure is not None:
             configure(app)
         ctx["app"] = app
+        ctx["sync"] = start_sync_loop(app)
         log.info("worker_started", platform=platform, concurrency=concurrency, owner=app.owner)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        await stop_sync_loop(ctx.get("sync"))
         app: WorkerApp | None = ctx.get("app")
         if app is not None:
             await app.close()

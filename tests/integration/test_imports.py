@@ -68,12 +68,25 @@ def _ebay_items() -> list[dict[str, Any]]:
     return items
 
 
-async def _pro_tenant(client: httpx.AsyncClient, settings: Settings) -> tuple[dict[str, str], int]:
+async def pro_tenant(client: httpx.AsyncClient, settings: Settings) -> tuple[dict[str, str], int]:
     body = await register(client)
     tenant_id = int(body["user"]["tenant_id"])
     async with pg_connection(settings) as connection:
         await connection.execute("UPDATE public.tenants SET tier = 'pro' WHERE id = $1", tenant_id)
     return bearer(body), tenant_id
+
+
+def ebay_connection(seller: dict[str, Any]) -> dict[str, Any]:
+    """The body of PUT /api/integrations/ebay for a sandbox seller."""
+    return {
+        "access_token": seller["access_token"],
+        "refresh_token": seller["refresh_token"],
+        "marketplace_id": "EBAY_FR",
+        "fulfillment_policy_id": "ship-1",
+        "payment_policy_id": "pay-1",
+        "return_policy_id": "ret-1",
+        "merchant_location_key": "paris-1",
+    }
 
 
 async def _all_products(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dict[str, Any]]:
@@ -87,7 +100,7 @@ async def _all_products(client: httpx.AsyncClient, headers: dict[str, str]) -> l
         params["cursor"] = page["next_cursor"]
 
 
-async def _run_import(client: httpx.AsyncClient, headers: dict[str, str], platform: str) -> dict[str, Any]:
+async def run_import(client: httpx.AsyncClient, headers: dict[str, str], platform: str) -> dict[str, Any]:
     accepted = await client.post("/api/imports", json={"platform": platform}, headers=headers)
     assert accepted.status_code == 202, accepted.text
     job = accepted.json()
@@ -133,25 +146,15 @@ async def test_importing_120_vinted_and_80_ebay_items_twice_makes_200_products(
 ) -> None:
     settings = settings_with_sandbox
     async with httpx.AsyncClient(base_url=sandbox_url, timeout=30) as control:
-        headers, _tenant = await _pro_tenant(client, settings)
+        headers, _tenant = await pro_tenant(client, settings)
         # eBay: a seller with 80 listings from before Stoflow; one SKU is already a (draft) product of ours.
         seller = (await control.post("/_sandbox/ebay/accounts", json={})).json()
         seeded = await control.post(
             "/_sandbox/ebay/inventory", json={"account_id": seller["account_id"], "items": _ebay_items()}
         )
         assert seeded.status_code == 201, seeded.text
-        ebay_connection = {
-            "access_token": seller["access_token"],
-            "refresh_token": seller["refresh_token"],
-            "marketplace_id": "EBAY_FR",
-            "fulfillment_policy_id": "ship-1",
-            "payment_policy_id": "pay-1",
-            "return_policy_id": "ret-1",
-            "merchant_location_key": "paris-1",
-        }
-        assert (
-            await client.put("/api/integrations/ebay", json=ebay_connection, headers=headers)
-        ).status_code == 200
+        connected = await client.put("/api/integrations/ebay", json=ebay_connection(seller), headers=headers)
+        assert connected.status_code == 200
         draft = await client.post(
             "/api/products",
             json={"title": "Jupe déjà saisie", "price": "30.00", "sku": "EBAY-OLD-007"},
@@ -176,7 +179,7 @@ async def test_importing_120_vinted_and_80_ebay_items_twice_makes_200_products(
         results: dict[str, list[dict[str, Any]]] = {"ebay": [], "vinted": []}
         async with running_pipeline(settings, "ebay", None):
             for _ in range(2):
-                job = await _run_import(client, headers, "ebay")
+                job = await run_import(client, headers, "ebay")
                 done = await wait_for_job(client, headers, job["id"], timeout=60)
                 assert done["status"] == "succeeded", done
                 results["ebay"].append(done["result"])
@@ -193,7 +196,7 @@ async def test_importing_120_vinted_and_80_ebay_items_twice_makes_200_products(
                 plugin_run = asyncio.create_task(_act_as_plugin(plugin, headers, vinted, stop))
                 try:
                     for _ in range(2):
-                        job = await _run_import(client, headers, "vinted")
+                        job = await run_import(client, headers, "vinted")
                         done = await wait_for_job(client, headers, job["id"], timeout=60)
                         assert done["status"] == "succeeded", done
                         results["vinted"].append(done["result"])

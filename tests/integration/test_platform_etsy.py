@@ -665,3 +665,28 @@ async def test_update_sends_only_the_images_that_changed(
     [after] = await listings_of(control)
     assert len(after["images"]) == 2
     assert image_posts(await etsy_requests(control)) == before + 1
+
+
+async def test_sync_sees_a_listing_deactivated_or_deleted_outside_stoflow(
+    adapter: EtsyAdapter, control: httpx.AsyncClient, shop: dict[str, Any], sandbox_url: str
+) -> None:
+    listing = await published(adapter, shop, sandbox_url)
+    probe = new_job(shop, None, action="sync", listing=listing)
+    assert await adapter.listing_ended(probe.run()) is None
+
+    deactivated = await control.post(
+        "/_sandbox/etsy/deactivations", json={"listing_id": listing["external_id"]}
+    )
+    assert deactivated.status_code == 201 and deactivated.json()["state"] == "inactive"
+    assert (
+        await adapter.listing_ended(probe.run()) == "The listing is inactive on Etsy (ended outside Stoflow)."
+    )
+    # Deactivating what is not active is refused, like Shop Manager has nothing to do.
+    again = await control.post("/_sandbox/etsy/deactivations", json={"listing_id": listing["external_id"]})
+    assert again.status_code == 404
+
+    headers = {"x-api-key": "k:s", "Authorization": f"Bearer {shop['access_token']}"}
+    assert (
+        await control.delete(f"{APPLICATION}/listings/{listing['external_id']}", headers=headers)
+    ).status_code == 204
+    assert await adapter.listing_ended(probe.run()) == "The listing was deleted on Etsy outside Stoflow."

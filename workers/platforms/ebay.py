@@ -190,6 +190,33 @@ class EbayAdapter:
             data={"offer_id": offer_id} if offer_id is not None else {},
         )
 
+    async def listing_ended(self, job: JobInput) -> str | None:
+        """Why the live listing in `job.listing` is no longer on eBay, or None while it is (the sync)."""
+        listing = job.listing or {}
+        offer_id = _listing_offer_id(job)
+        if offer_id is None:
+            return None  # nothing to look it up by; the listing's own jobs will find out
+        account = _account(job.credential_settings)
+        response = await self._api.call(
+            "GET",
+            f"{INVENTORY}/offer/{offer_id}",
+            auth=self._session(job),
+            headers=_headers(account),
+            accept=frozenset({404}),
+        )
+        if response.status_code == 404:
+            return "The eBay offer was deleted outside Stoflow."
+        offer = json_object(response, LABEL)
+        live = offer.get("listing") if isinstance(offer.get("listing"), dict) else {}
+        assert isinstance(live, dict)
+        if offer.get("status") != "PUBLISHED" or str(live.get("listingId")) != str(
+            listing.get("external_id")
+        ):
+            return "The listing was ended on eBay outside Stoflow."
+        if str(live.get("listingStatus") or "ACTIVE") not in ("ACTIVE", "OUT_OF_STOCK"):
+            return f"The listing is {str(live.get('listingStatus')).lower()} on eBay."
+        return None
+
     async def import_listings(self, job: JobInput) -> ListingOutcome:
         """Read every inventory item (getInventoryItems, a page at a time) and its published offer.
 

@@ -200,6 +200,28 @@ class EtsyAdapter:
         if len(shown_list) > len(keys) or not isinstance(shown, list):
             await self._remove_extra_images(auth, shop_id, listing_id, len(keys))
 
+    async def listing_ended(self, job: JobInput) -> str | None:
+        """Why the live listing in `job.listing` is no longer on sale on Etsy, or None while it is (the sync).
+
+        `sold_out` is a sale, not an end: the sale checks handle it.
+        """
+        listing_id = _listing_id(job)
+        if listing_id is None:
+            return None
+        response = await self._api.call(
+            "GET",
+            f"{APPLICATION}/listings/{listing_id}",
+            auth=self._session(job),
+            headers=self._headers(),
+            accept=frozenset({404}),
+        )
+        if response.status_code == 404:
+            return "The listing was deleted on Etsy outside Stoflow."
+        state = str(json_object(response, LABEL).get("state") or "")
+        if state in ("inactive", "expired", "removed", "draft"):
+            return f"The listing is {state} on Etsy (ended outside Stoflow)."
+        return None
+
     async def delist(self, job: JobInput) -> ListingOutcome:
         """Deactivate the listing; one that no longer exists is already off sale."""
         shop = _shop(job.credential_settings)
