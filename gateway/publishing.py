@@ -278,6 +278,7 @@ async def start_import(
             QueueJob.platform == platform,
             QueueJob.action == JobAction.IMPORT,
             QueueJob.status.in_([str(status) for status in UNFINISHED]),
+            ~QueueJob.payload.has_key("sync_only"),
             *([QueueJob.payload["vinted_account_id"].as_integer() == account] if account is not None else []),
         )
         .limit(1)

@@ -23,7 +23,7 @@ from domain.lifecycle import ProductStatus
 from domain.mapping.reverse import ForeignListing, map_back
 from persistence import listings
 from persistence.products import create_product, sku_in_use
-from persistence.tenant_models import PlatformListing, Product
+from persistence.tenant_models import PlatformListing, Product, QueueJob
 
 
 @dataclass
@@ -34,6 +34,8 @@ class ImportCounts:
     linked: int = 0
     skipped: int = 0
     needs_review: int = 0
+    #: our live listings the read showed ended outside Stoflow (a whole wardrobe read)
+    ended: int = 0
     #: why listings were skipped beyond "already imported" (quota, no price), for the job's result
     notes: list[str] = field(default_factory=list)
 
@@ -44,6 +46,8 @@ class ImportCounts:
             "skipped": self.skipped,
             "needs_review": self.needs_review,
         }
+        if self.ended:
+            result["ended_outside"] = self.ended
         if self.notes:
             result["notes"] = sorted(set(self.notes))
         return result
@@ -56,13 +60,24 @@ async def record_import(
     job_id: uuid.UUID,
     found: Sequence[ForeignListing],
     mappings: PlatformMappings,
+    platform: str,
     vinted_account_id: int | None = None,
+    whole: bool = False,
+    sync_only: bool = False,
 ) -> ImportCounts:
-    """Create or link a product for each listing not yet known; return the counts."""
+    """Create or link a product for each listing not yet known; return the counts.
+
+    `whole`: `found` is every live listing of the account, read in one consistent pass (a Vinted wardrobe):
+    our live listings of that account published before this import started and absent from it were ended
+    outside Stoflow (deleted on Vinted) and become `delisted` with a history row (the Vinted sync).
+    `sync_only`: only that; no product is created or linked (the periodic wardrobe check).
+    """
     counts = ImportCounts()
-    if not found:
+    if whole:
+        counts.ended = await _end_missing(session, job_id, platform, found, vinted_account_id)
+    if not found or sync_only:
+        counts.skipped = len(found)
         return counts
-    platform = found[0].platform
     # Two imports of one platform at once (a retried run and a new command) take turns.
     await session.execute(
         text("SELECT pg_advisory_xact_lock(:tenant, hashtext(:key))"),
@@ -146,3 +161,36 @@ async def _product_of_sku(session: AsyncSession, platform: str, sku: str | None)
         )
         .with_for_update()
     )
+
+
+async def _end_missing(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    platform: str,
+    found: Sequence[ForeignListing],
+    vinted_account_id: int | None,
+) -> int:
+    """End our live listings of the account that a whole read of it no longer shows."""
+    present = {item.external_id for item in found}
+    rows = await session.execute(
+        select(PlatformListing.product_id, PlatformListing.external_id).where(
+            PlatformListing.platform == platform,
+            PlatformListing.status == "live",
+            PlatformListing.vinted_account_id.is_not_distinct_from(vinted_account_id),
+            # listed before this import's job was accepted: the read may not show what came later
+            PlatformListing.published_at
+            < select(QueueJob.created_at).where(QueueJob.id == job_id).scalar_subquery(),
+        )
+    )
+    ended = 0
+    for product_id, external_id in rows:
+        if external_id is None or external_id in present:
+            continue
+        message = (
+            "The item was deleted on Vinted outside Stoflow."
+            if platform == "vinted"
+            else (f"The listing is no longer on {platform}.")
+        )
+        if await listings.end_outside(session, product_id, platform, external_id, message):
+            ended += 1
+    return ended

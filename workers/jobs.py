@@ -269,6 +269,9 @@ async def _succeed(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, outcom
                 found=outcome.imported,
                 mappings=app.mappings,
                 vinted_account_id=_int_or_none(job.payload.get("vinted_account_id")),
+                whole=outcome.imported_whole,
+                platform=job.platform,
+                sync_only=bool(job.payload.get("sync_only")),
             )
             finished = queue.Landing(result=counts.as_result())
             log.info("import_recorded", found=len(outcome.imported), **counts.as_result())

@@ -18,9 +18,11 @@ from typing import Any
 
 import structlog
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.jobs import JobAction
 from persistence import credentials as credential_store
-from persistence import listings
+from persistence import listings, queue
 from persistence.tenancy import tenant_transaction
 from workers.context import WorkerApp
 from workers.credential_lock import locked_credentials
@@ -28,13 +30,13 @@ from workers.platforms.base import JobInput
 
 log = structlog.get_logger(__name__)
 
-SYNCED_PLATFORMS = frozenset({"ebay", "etsy"})
+SYNCED_PLATFORMS = frozenset({"ebay", "etsy", "vinted"})
 SYNC_LISTINGS_PER_ROUND = 200
 
 
 def start_sync_loop(app: WorkerApp) -> asyncio.Task[None] | None:
     """Start the sync rounds of this process's platform (None: nothing to sync there, or turned off)."""
-    if app.platform not in SYNCED_PLATFORMS or app.settings.sync_interval_seconds <= 0:
+    if app.platform not in SYNCED_PLATFORMS or _interval(app) <= 0:
         return None
     return asyncio.create_task(sync_loop(app), name=f"sync-{app.platform}")
 
@@ -51,7 +53,7 @@ async def sync_loop(app: WorkerApp) -> None:
 
     The first round comes one interval after start: a restart storm does not sweep every shop at once.
     """
-    interval = app.settings.sync_interval_seconds
+    interval = _interval(app)
     key = f"stoflow:sync:{{{app.platform}}}"
     await app.redis.set(key, app.owner, nx=True, ex=max(1, int(interval)))
     while True:
@@ -78,8 +80,25 @@ async def sync_round(app: WorkerApp) -> int:
     return ended
 
 
+def _interval(app: WorkerApp) -> float:
+    settings = app.settings
+    return (
+        settings.vinted_sync_interval_seconds if app.platform == "vinted" else settings.sync_interval_seconds
+    )
+
+
 async def sync_tenant(app: WorkerApp, tenant_id: int) -> int:
-    """Check one tenant's live listings on this platform; return how many ended outside Stoflow."""
+    """Check one tenant's live listings on this platform; return how many ended outside Stoflow.
+
+    Vinted: the backend cannot read Vinted; each account with live listings gets a wardrobe read through
+    the plugin instead (an `import` job that only ends what is gone), and 0 is returned now.
+    """
+    if app.platform == "vinted":
+        async with tenant_transaction(
+            app.db.session_factory, app.settings.tenant_schema_prefix, tenant_id
+        ) as session:
+            await queue_wardrobe_checks(session, tenant_id)
+        return 0
     adapter = app.adapters.get(app.platform)
     checker = getattr(adapter, "listing_ended", None)
     if checker is None:
@@ -138,3 +157,28 @@ async def sync_tenant(app: WorkerApp, tenant_id: int) -> int:
     async with tenant_transaction(app.db.session_factory, prefix, tenant_id) as session:
         await listings.mark_checked(session, still_live)
     return ended
+
+
+async def queue_wardrobe_checks(session: AsyncSession, tenant_id: int) -> int:
+    """An `import` job (sync only) for each Vinted account with live listings and no import under way."""
+    rows = await session.execute(
+        text(
+            "SELECT DISTINCT l.vinted_account_id FROM platform_listings AS l "
+            "JOIN vinted_accounts AS a ON a.id = l.vinted_account_id "
+            "WHERE l.platform = 'vinted' AND l.status = 'live' AND NOT EXISTS ("
+            "  SELECT 1 FROM plugin_queue AS j WHERE j.platform = 'vinted' AND j.action = 'import' "
+            "  AND j.status IN ('pending', 'queued', 'running', 'waiting_plugin', 'rate_limited') "
+            "  AND (j.payload ->> 'vinted_account_id')::bigint = l.vinted_account_id)"
+        )
+    )
+    accounts = [int(row[0]) for row in rows]
+    for account in accounts:
+        await queue.enqueue_job(
+            session,
+            tenant_id=tenant_id,
+            platform="vinted",
+            action=JobAction.IMPORT,
+            product_id=None,
+            payload={"vinted_account_id": account, "sync_only": True},
+        )
+    return len(accounts)

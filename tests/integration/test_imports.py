@@ -20,6 +20,8 @@ from ops.settings import Settings
 from tests.integration.test_platform_ebay import sandbox_url  # noqa: F401 - the module's sandbox fixture
 from tests.pipeline_support import running_pipeline, wait_for_job
 from tests.support import bearer, pg_connection, register
+from workers.context import build_worker_app
+from workers.sync import sync_tenant
 
 VINTED_ITEMS = 120
 EBAY_ITEMS = 80
@@ -146,7 +148,7 @@ async def test_importing_120_vinted_and_80_ebay_items_twice_makes_200_products(
 ) -> None:
     settings = settings_with_sandbox
     async with httpx.AsyncClient(base_url=sandbox_url, timeout=30) as control:
-        headers, _tenant = await pro_tenant(client, settings)
+        headers, tenant_id = await pro_tenant(client, settings)
         # eBay: a seller with 80 listings from before Stoflow; one SKU is already a (draft) product of ours.
         seller = (await control.post("/_sandbox/ebay/accounts", json={})).json()
         seeded = await control.post(
@@ -195,11 +197,41 @@ async def test_importing_120_vinted_and_80_ebay_items_twice_makes_200_products(
                 stop = asyncio.Event()
                 plugin_run = asyncio.create_task(_act_as_plugin(plugin, headers, vinted, stop))
                 try:
+                    vinted_jobs = set()
                     for _ in range(2):
                         job = await run_import(client, headers, "vinted")
+                        vinted_jobs.add(job["id"])
                         done = await wait_for_job(client, headers, job["id"], timeout=60)
                         assert done["status"] == "succeeded", done
                         results["vinted"].append(done["result"])
+                    # The member deletes two items in the Vinted app: the periodic wardrobe check (a
+                    # sync-only import) and the next import find them gone.
+                    gone = [wardrobe.json()["items"][5]["id"], wardrobe.json()["items"][6]["id"]]
+                    deleted = await control.post("/_sandbox/vinted/deletions", json={"item_id": gone[0]})
+                    assert deleted.status_code == 201 and deleted.json()["is_closed"] is True
+                    app_of_worker = await build_worker_app(settings, "vinted", 1)
+                    try:
+                        await sync_tenant(app_of_worker, tenant_id)
+                    finally:
+                        await app_of_worker.close()
+                    imports_seen = (
+                        await client.get(
+                            "/api/jobs", params={"action": "import", "platform": "vinted"}, headers=headers
+                        )
+                    ).json()["items"]
+                    [check] = [job for job in imports_seen if job["id"] not in vinted_jobs]
+                    synced = await wait_for_job(client, headers, check["id"], timeout=60)
+                    assert synced["result"] == {
+                        "created": 0,
+                        "linked": 0,
+                        "skipped": VINTED_ITEMS - 1,
+                        "needs_review": 0,
+                        "ended_outside": 1,
+                    }, synced
+                    await control.post("/_sandbox/vinted/deletions", json={"item_id": gone[1]})
+                    job = await run_import(client, headers, "vinted")
+                    done = await wait_for_job(client, headers, job["id"], timeout=60)
+                    assert done["result"]["ended_outside"] == 1 and done["result"]["created"] == 0, done
                 finally:
                     stop.set()
                     sent = await plugin_run
@@ -211,23 +243,28 @@ async def test_importing_120_vinted_and_80_ebay_items_twice_makes_200_products(
         assert results["vinted"][0] == {"created": 120, "linked": 0, "skipped": 0, "needs_review": 12}
         assert results["vinted"][1] == {"created": 0, "linked": 0, "skipped": 120, "needs_review": 0}
 
-        # Vinted's side: each import read the wardrobe's two pages, 4 requests in all, each a slot.
-        assert sent == 2 * VINTED_PAGES
+        # Vinted's side: each of the 4 reads took the wardrobe's two pages, each request a slot.
+        assert sent == 4 * VINTED_PAGES
         usage = (
             await client.get(f"/api/integrations/vinted/accounts/{account_id}/rate-limit", headers=headers)
         ).json()
-        assert usage["used"] == 2 * VINTED_PAGES <= usage["limit"], usage
+        assert usage["used"] == 4 * VINTED_PAGES <= usage["limit"], usage
 
         products = await _all_products(client, headers)
         assert len(products) == 200  # 120 + 80, the draft included: no duplicate
         detail = {p["id"]: p for p in products}
         listings: Counter[tuple[str, str]] = Counter()
         for product in products:
-            for listing in (
+            publications = (
                 await client.get(f"/api/products/{product['id']}/publications", headers=headers)
-            ).json()["listings"]:
+            ).json()
+            for listing in publications["listings"]:
                 listings[(listing["platform"], listing["external_id"])] += 1
-                assert listing["status"] == "live", listing
+                ended = listing["external_id"] in {str(item) for item in gone}
+                assert listing["status"] == ("delisted" if ended else "live"), listing
+                if ended:
+                    [sync_row] = [row for row in publications["history"] if row["action"] == "sync"]
+                    assert sync_row["error_message"] == "The item was deleted on Vinted outside Stoflow."
         assert len(listings) == 200 and set(listings.values()) == {1}
         reviewed = {p["title"]: p["needs_review"] for p in detail.values() if p["needs_review"]}
         assert reviewed["Robe Zara n°10"] == {"brand": "Atelier Grenier 10"}

@@ -65,6 +65,9 @@ class ListingOutcome:
     result: dict[str, Any] | None = None
     #: An import: the live listings found on the marketplace, written when the job finishes.
     imported: tuple[ForeignListing, ...] | None = None
+    #: An import read every live listing of the account in one consistent pass: a live listing of ours
+    #: that is not among them ended outside Stoflow.
+    imported_whole: bool = False
 
 
 class PlatformAdapter(Protocol):

@@ -141,8 +141,12 @@ class VintedAdapter:
             for item in pages[number].get("items") or []
             if isinstance(item, dict) and not item.get("is_closed") and not item.get("is_draft")
         ]
-        log.info("vinted_wardrobe_read", pages=len(pages), listings=len(found))
-        return ListingOutcome(external_id=None, url=None, imported=tuple(found))
+        # The pages are read at different moments: only when they agree on the wardrobe's size and hold
+        # that many distinct items is an item of ours that is missing from them really gone.
+        totals = {int(page.get("pagination", {}).get("total_entries") or 0) for page in pages.values()}
+        whole = len(totals) == 1 and len({item.external_id for item in found}) == totals.pop()
+        log.info("vinted_wardrobe_read", pages=len(pages), listings=len(found), whole=whole)
+        return ListingOutcome(external_id=None, url=None, imported=tuple(found), imported_whole=whole)
 
     async def _wardrobe_pages(self, job: JobInput, task_ids: list[str]) -> dict[int, dict[str, Any]]:
         """The wardrobe pages the plugin read for this job so far, by page number."""
