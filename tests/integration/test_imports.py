@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from ops.settings import Settings
 from tests.integration.test_platform_ebay import sandbox_url  # noqa: F401 - the module's sandbox fixture
 from tests.pipeline_support import running_pipeline, wait_for_job
-from tests.support import bearer, pg_connection, register
+from tests.support import assert_problem, bearer, pg_connection, register
 from workers.context import build_worker_app
 from workers.sync import sync_tenant
 
@@ -280,3 +280,51 @@ async def test_importing_120_vinted_and_80_ebay_items_twice_makes_200_products(
             "blue",
         )
         assert imported["status"] == "published" and imported["price"] == "13.50"
+
+
+async def test_import_command_rules(client: httpx.AsyncClient) -> None:
+    headers = bearer(await register(client))
+    for body in ({"platform": "etsy"}, {"platform": "amazon"}, {}, {"platform": "ebay", "extra": 1}):
+        assert_problem(await client.post("/api/imports", json=body, headers=headers), 422, "validation_error")
+    assert_problem(
+        await client.post("/api/imports", json={"platform": "ebay"}, headers=headers),
+        409,
+        "platform_not_connected",
+    )
+    assert_problem(
+        await client.post("/api/imports", json={"platform": "vinted"}, headers=headers),
+        409,
+        "platform_not_connected",
+    )
+    for member in (71000001, 71000002):
+        added = await client.post(
+            "/api/integrations/vinted/accounts",
+            json={"vinted_user_id": member, "username": f"m{member}"},
+            headers=headers,
+        )
+        assert added.status_code == 201, added.text
+    assert_problem(
+        await client.post("/api/imports", json={"platform": "vinted"}, headers=headers),
+        422,
+        "account_required",
+    )
+    assert_problem(
+        await client.post(
+            "/api/imports", json={"platform": "vinted", "vinted_account_id": 999999}, headers=headers
+        ),
+        422,
+        "unknown_account",
+    )
+    account = (await client.get("/api/integrations/vinted/accounts", headers=headers)).json()["items"][0][
+        "id"
+    ]
+    first = await client.post(
+        "/api/imports", json={"platform": "vinted", "vinted_account_id": account}, headers=headers
+    )
+    assert first.status_code == 202, first.text
+    # An import still under way is the answer to the same command, not a second read of the wardrobe.
+    again = await client.post(
+        "/api/imports", json={"platform": "vinted", "vinted_account_id": account}, headers=headers
+    )
+    assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+    assert "/api/imports" in (await client.get("/openapi.json")).json()["paths"]
