@@ -8,10 +8,13 @@ only the marketplace is an in-memory adapter that records what each update pushe
 from __future__ import annotations
 
 import asyncio
+import io
 from datetime import datetime
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from PIL import Image
 
 from ops.settings import Settings
 from tests.pipeline_support import EBAY_CONNECTION, new_sku, running_pipeline, wait_for_job
@@ -135,3 +138,104 @@ async def test_a_sale_while_the_coalesced_update_waits_cancels_it(migrated: Sett
         assert cancelled["id"] == update["id"] and cancelled["status"] == "cancelled"
         assert cancelled["error"]["code"] == "product_changed"
     assert market.pushed == []
+
+
+async def _plugin_task(plugin: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:
+    poll = await plugin.get("/api/plugin/tasks", params={"wait": 10, "limit": 5}, headers=headers)
+    assert poll.status_code == 200, poll.text
+    [task] = poll.json()["tasks"]
+    return dict(task)
+
+
+async def _report(
+    plugin: httpx.AsyncClient, headers: dict[str, str], task: dict[str, Any], *bodies: Any
+) -> None:
+    responses = [{"http_status": 200, "body": body} for body in bodies]
+    result = {"lease_id": task["lease_id"], "status": "success", "responses": responses}
+    reported = await plugin.post(f"/api/plugin/tasks/{task['id']}/result", json=result, headers=headers)
+    assert reported.status_code == 200, reported.text
+
+
+async def test_a_vinted_update_keeps_the_photos_in_place_and_uploads_only_a_new_one(
+    migrated: Settings, app: FastAPI
+) -> None:
+    settings = migrated.model_copy(update={"update_coalesce_seconds": 0.2})
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app_client(settings) as client,
+        httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=40) as plugin,
+        running_pipeline(settings, "vinted", None),
+    ):
+        headers = bearer(await register(client))
+        member = 1_900_000_000 + int(new_sku()[-6:], 16) % 99_999_999
+        account = await client.post(
+            "/api/integrations/vinted/accounts",
+            json={"vinted_user_id": member, "username": "m"},
+            headers=headers,
+        )
+        assert account.status_code == 201, account.text
+        body = {
+            "title": "Robe fleurie",
+            "price": "15.00",
+            "sku": new_sku(),
+            "category": "women_dresses",
+            "brand": "zara",
+            "condition": "very_good",
+            "size": "s",
+        }
+        product = (await client.post("/api/products", json=body, headers=headers)).json()
+        await _upload(client, headers, product["id"], 1)
+        [job] = (
+            await client.post(
+                f"/api/products/{product['id']}/publications", json={"platforms": ["vinted"]}, headers=headers
+            )
+        ).json()["jobs"]
+        create = await _plugin_task(plugin, headers)
+        await _report(
+            plugin, headers, create, {"id": 801}, {"item": {"id": 5_000_001, "url": "https://v/5000001"}}
+        )
+        assert (await wait_for_job(client, headers, job["id"]))["status"] == "succeeded"
+
+        # A second photo and a new price: the update uploads the new photo only and keeps the first by id.
+        await _upload(client, headers, product["id"], 2)
+        assert (
+            await client.patch(f"/api/products/{product['id']}", json={"price": "17.00"}, headers=headers)
+        ).status_code == 200
+        update = await _plugin_task(plugin, headers)
+        assert update["operation"] == "update_item"
+        assert [request["path"] for request in update["requests"]] == [
+            "/api/v2/photos",
+            "/api/v2/item_upload/items/5000001",
+        ]
+        item = update["requests"][-1]["body"]["item"]
+        assert item["price"] == 17.0 or item["price"] == "17.00"
+        assert item["assigned_photos"] == [
+            {"id": 801, "orientation": 0},
+            {"id": {"$ref": "responses[0].id"}, "orientation": 0},
+        ]
+        photos = [{"id": 801}, {"id": 802}]
+        await _report(plugin, headers, update, {"id": 802}, {"item": {"id": 5_000_001, "photos": photos}})
+        [job] = await _updates(client, headers, product["id"])
+        assert (await wait_for_job(client, headers, job["id"]))["status"] == "succeeded"
+
+        # Nothing about the photos changed since: the next update sends the item alone.
+        assert (
+            await client.patch(f"/api/products/{product['id']}", json={"price": "18.00"}, headers=headers)
+        ).status_code == 200
+        again = await _plugin_task(plugin, headers)
+        assert [request["path"] for request in again["requests"]] == ["/api/v2/item_upload/items/5000001"]
+        assert again["requests"][0]["body"]["item"]["assigned_photos"] == [
+            {"id": 801, "orientation": 0},
+            {"id": 802, "orientation": 0},
+        ]
+
+
+async def _upload(client: httpx.AsyncClient, headers: dict[str, str], product_id: int, seed: int) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 80), (seed * 40, 30, 30)).save(buffer, "JPEG")
+    uploaded = await client.post(
+        f"/api/products/{product_id}/images",
+        files={"file": (f"p{seed}.jpg", buffer.getvalue(), "image/jpeg")},
+        headers=headers,
+    )
+    assert uploaded.status_code == 201, uploaded.text
