@@ -90,5 +90,13 @@ class PlatformMappings:
         """Return the fields mapped for one code on one platform, or None when there is no entry."""
         return self._entries.get((platform, kind, code))
 
+    def entries(self, platform: str, kind: str) -> list[tuple[str, Mapping[str, object]]]:
+        """Every (our code, fields) of one kind on one platform, in code order (for mapping back)."""
+        return sorted(
+            (code, fields)
+            for (entry_platform, entry_kind, code), fields in self._entries.items()
+            if entry_platform == platform and entry_kind == kind
+        )
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 
@@ -77,6 +77,16 @@ def retry_delay(
     ceiling = min(MAX_BACKOFF.total_seconds(), base.total_seconds() * 2 ** max(attempt - 1, 0))
     chooser = rng or random.Random()  # noqa: S311 - jitter, not cryptography
     return timedelta(seconds=ceiling / 2 + chooser.uniform(0, ceiling / 2))
+
+
+#: A stream of edits delays a listing's update at most this many coalescing windows after the first edit.
+COALESCE_MAX_WINDOWS = 4
+
+
+def coalesced_due(now: datetime, first_edit_at: datetime, window: timedelta) -> datetime:
+    """When a coalesced update runs: `window` after the latest edit, but never later than
+    `COALESCE_MAX_WINDOWS` windows after the first one (a seller editing non-stop still sees the change)."""
+    return min(now + window, first_edit_at + window * COALESCE_MAX_WINDOWS)
 
 
 def job_id_for_arq(job_id: str, run: int) -> str:

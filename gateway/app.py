@@ -22,6 +22,7 @@ from gateway.routers import (
     descriptions,
     health,
     images,
+    imports,
     integrations,
     jobs,
     ops,
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(images.router)
     app.include_router(images.media_router)
     app.include_router(publications.router)
+    app.include_router(imports.router)
     app.include_router(descriptions.router)
     app.include_router(jobs.router)
     app.include_router(integrations.router)

@@ -257,3 +257,39 @@ async def delist_everywhere(
 
 async def live_listings(session: AsyncSession, product_id: int) -> list[PlatformListing]:
     return [row for row in await listings.listings_of(session, product_id) if row.status == "live"]
+
+
+async def start_import(
+    session: AsyncSession, tenant_id: int, platform: str, vinted_account_id: int | None
+) -> QueueJob:
+    """Accept an import of the account's existing listings; an unfinished one of the platform is returned."""
+    if platform not in await connected_platforms(session):
+        raise ProblemError(
+            409,
+            "platform_not_connected",
+            f"Connect {platform} before importing from it.",
+            errors=[{"loc": ["body", "platform"], "msg": f"not connected: {platform}"}],
+        )
+    account = await _resolve_vinted_account(session, vinted_account_id) if platform == "vinted" else None
+    running = await session.scalar(
+        select(QueueJob)
+        .where(
+            QueueJob.product_id.is_(None),
+            QueueJob.platform == platform,
+            QueueJob.action == JobAction.IMPORT,
+            QueueJob.status.in_([str(status) for status in UNFINISHED]),
+            ~QueueJob.payload.has_key("sync_only"),
+            *([QueueJob.payload["vinted_account_id"].as_integer() == account] if account is not None else []),
+        )
+        .limit(1)
+    )
+    if running is not None:
+        return running
+    return await queue.enqueue_job(
+        session,
+        tenant_id=tenant_id,
+        platform=platform,
+        action=JobAction.IMPORT,
+        product_id=None,
+        payload={"vinted_account_id": account} if account is not None else {},
+    )

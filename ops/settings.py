@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     #: Requests per second per marketplace application, shared by every worker process (None: no limit).
     etsy_requests_per_second: int | None = Field(10, ge=1)
     ebay_requests_per_second: int | None = Field(None, ge=1)
+    #: Seconds a product's edits wait for the next one before its live listings get their `update` (one per
+    #: platform carrying the last state); each edit pushes the wait again, up to 4 times this after the first.
+    update_coalesce_seconds: float = Field(5.0, ge=0, le=3600)
+    #: Seconds between two rounds of the listing sync (eBay, Etsy: listings ended outside Stoflow); 0: off.
+    sync_interval_seconds: float = Field(300.0, ge=0)
+    #: Seconds between two wardrobe reads of each Vinted account with live listings (one request, one slot
+    #: of the member's 40 per 2 h, per 96 items), to find items deleted on Vinted; 0: off.
+    vinted_sync_interval_seconds: float = Field(3600.0, ge=0)
     ebay_api_base: str | None = None
     etsy_api_base: str | None = None
     vinted_api_base: str | None = None

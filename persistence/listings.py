@@ -150,3 +150,115 @@ async def history_of(session: AsyncSession, product_id: int) -> list[Publication
         .order_by(PublicationHistory.created_at.desc(), PublicationHistory.id.desc())
     )
     return list(rows)
+
+
+async def link_listing(
+    session: AsyncSession,
+    product_id: int,
+    platform: str,
+    *,
+    external_id: str,
+    url: str | None,
+    data: dict[str, Any],
+    vinted_account_id: int | None = None,
+) -> None:
+    """Make a listing found on the marketplace (an import) this product's live listing on that platform."""
+    now = datetime.now(UTC)
+    values = {
+        "status": "live",
+        "external_id": external_id,
+        "url": url,
+        "data": data,
+        "vinted_account_id": vinted_account_id,
+        "published_at": now,
+        "last_synced_at": now,
+        "updated_at": now,
+    }
+    statement = insert(PlatformListing).values(product_id=product_id, platform=platform, **values)
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=["product_id", "platform"], set_=values)
+    )
+
+
+async def record_outside_event(
+    session: AsyncSession,
+    *,
+    job_id: uuid.UUID,
+    product_id: int,
+    platform: str,
+    action: str,
+    message: str | None,
+) -> None:
+    """A finished history row for something that happened without a job of its own (import, sync)."""
+    now = datetime.now(UTC)
+    await session.execute(
+        insert(PublicationHistory).values(
+            job_id=job_id,
+            product_id=product_id,
+            platform=platform,
+            action=action,
+            attempt=1,
+            status="succeeded",
+            error_message=message,
+            started_at=now,
+            completed_at=now,
+        )
+    )
+
+
+async def products_by_external_id(
+    session: AsyncSession, platform: str, external_ids: list[str]
+) -> dict[str, int]:
+    """external id -> product id of this platform's listing rows naming them (whatever their state)."""
+    rows = await session.execute(
+        select(PlatformListing.external_id, PlatformListing.product_id).where(
+            PlatformListing.platform == platform, PlatformListing.external_id.in_(external_ids)
+        )
+    )
+    return {str(external_id): int(product_id) for external_id, product_id in rows}
+
+
+async def live_listings_to_check(session: AsyncSession, platform: str, limit: int) -> list[PlatformListing]:
+    """This platform's live listings, the longest unchecked first (for the sync)."""
+    rows = await session.scalars(
+        select(PlatformListing)
+        .where(PlatformListing.platform == platform, PlatformListing.status == "live")
+        .order_by(PlatformListing.last_synced_at.asc().nulls_first(), PlatformListing.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def mark_checked(session: AsyncSession, listing_ids: list[int]) -> None:
+    """The sync found these listings still live."""
+    if listing_ids:
+        await session.execute(
+            update(_LISTINGS).where(_LISTINGS.c.id.in_(listing_ids)).values(last_synced_at=datetime.now(UTC))
+        )
+
+
+async def end_outside(
+    session: AsyncSession, product_id: int, platform: str, external_id: str | None, message: str
+) -> bool:
+    """A live listing was ended on the marketplace, not by Stoflow: `delisted`, with a history row.
+
+    Only while it is still the same live listing (a job may have changed it since it was read).
+    """
+    now = datetime.now(UTC)
+    ended = await session.scalar(
+        update(_LISTINGS)
+        .where(
+            _LISTINGS.c.product_id == product_id,
+            _LISTINGS.c.platform == platform,
+            _LISTINGS.c.status == "live",
+            _LISTINGS.c.external_id.is_not_distinct_from(external_id),
+        )
+        .values(status="delisted", last_synced_at=now, updated_at=now)
+        .returning(_LISTINGS.c.id)
+    )
+    if ended is None:
+        return False
+    await record_outside_event(
+        session, job_id=uuid.uuid4(), product_id=product_id, platform=platform, action="sync", message=message
+    )
+    return True

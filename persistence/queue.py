@@ -39,6 +39,7 @@ from domain.jobs import (
     JobStatus,
     ProductCondition,
     Transition,
+    coalesced_due,
     transition,
 )
 from persistence import listings
@@ -390,6 +391,78 @@ async def enqueue_job(
     await _notify(session, tenant_id, job.id, platform, 1)
     await session.refresh(job)
     return job
+
+
+async def enqueue_coalesced(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    platform: str,
+    action: str,
+    product_id: int,
+    payload: dict[str, Any] | None = None,
+    window: timedelta,
+) -> tuple[QueueJob, bool]:
+    """One not-yet-started job per (product, platform, action): return it (True when written now).
+
+    A job of this kind that has not started yet reads the product when it runs, so it carries this change
+    too: a pending one waits `window` more (capped by `domain.jobs.coalesced_due`), a queued one runs as
+    handed. Otherwise a new pending row is written, due `window` from now. With a zero window the row is
+    due at once and the dispatcher is woken. The rows are locked: a worker claiming one meanwhile finishes
+    its claim first (it then counts as started and a new row carries the change).
+    """
+    rows = await _lock_many(
+        session,
+        "j.product_id = :product AND j.platform = :platform AND j.action = :action "
+        "AND j.status IN ('pending', 'queued', 'rate_limited')",
+        {"product": product_id, "platform": platform, "action": action},
+    )
+    now = await _now(session)
+    if rows:
+        row = rows[-1]
+        if row.status is JobStatus.PENDING and window > timedelta(0):
+            created: datetime = await session.scalar(
+                text("SELECT created_at FROM plugin_queue WHERE id = :id"), {"id": row.id}
+            )
+            due = coalesced_due(now, created, window)
+            await session.execute(
+                text(
+                    "UPDATE plugin_queue SET "
+                    "next_attempt_at = greatest(coalesce(next_attempt_at, now()), :due) WHERE id = :id"
+                ),
+                {"id": row.id, "due": due},
+            )
+        return await _job(session, row.id), False
+    if window <= timedelta(0):
+        job = await enqueue_job(
+            session,
+            tenant_id=tenant_id,
+            platform=platform,
+            action=action,
+            product_id=product_id,
+            payload=payload,
+        )
+        return job, True
+    due = now + window
+    job = QueueJob(
+        id=uuid.uuid4(),
+        product_id=product_id,
+        platform=platform,
+        action=action,
+        status=JobStatus.PENDING,
+        attempts=0,
+        runs=0,
+        max_attempts=DEFAULT_MAX_ATTEMPTS,
+        payload=payload or {},
+        progress={},
+        next_attempt_at=due,
+    )
+    session.add(job)
+    await session.flush()
+    # No NOTIFY: the dispatcher's sweep hands the row off once it is due.
+    await note_tenant_work(session, tenant_id, due_at=due)
+    await session.refresh(job)
+    return job, True
 
 
 async def _job(session: AsyncSession, job_id: uuid.UUID) -> QueueJob:

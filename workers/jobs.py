@@ -27,7 +27,7 @@ from domain.errors import DomainError
 from domain.jobs import USER_MESSAGES, JobAction, JobErrorCode, retry_delay
 from ops import metrics_store
 from persistence import credentials as credential_store
-from persistence import listings, queue
+from persistence import imports, listings, queue
 from persistence.snapshots import load_product_snapshot
 from persistence.tenancy import tenant_transaction
 from persistence.tenant_models import MarketplaceCredential, PlatformListing
@@ -239,6 +239,9 @@ async def _execute(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, inputs
         return await adapter.update(job_input)
     if job.action == JobAction.DELIST:
         return await adapter.delist(job_input)
+    if job.action == JobAction.IMPORT and hasattr(adapter, "import_listings"):
+        found: ListingOutcome = await adapter.import_listings(job_input)
+        return found
     if job.action == JobAction.GENERATE_DESCRIPTION and hasattr(adapter, "generate_description"):
         outcome: ListingOutcome = await adapter.generate_description(job_input)
         return outcome
@@ -251,12 +254,37 @@ async def _succeed(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, outcom
         log.info("job_waiting_plugin")
         return "waiting_plugin"
     landing = queue.Landing(outcome.external_id, outcome.url, dict(outcome.data), outcome.result)
-    if not await _write(
-        app, tenant_id, job, lambda session: queue.succeed(session, tenant_id, job.lease, landing)
-    ):
+
+    async def finish(session: AsyncSession) -> bool:
+        finished = landing
+        if outcome.imported is not None:
+            # The products and the job's result commit together, fenced on this run's lease: the row is
+            # locked (and its lease renewed) first, so the sweep cannot take it back while they are written.
+            if not await queue.renew_lease(session, job.lease, app.lease_seconds):
+                return False
+            counts = await imports.record_import(
+                session,
+                tenant_id=tenant_id,
+                job_id=job.lease.job_id,
+                found=outcome.imported,
+                mappings=app.mappings,
+                vinted_account_id=_int_or_none(job.payload.get("vinted_account_id")),
+                whole=outcome.imported_whole,
+                platform=job.platform,
+                sync_only=bool(job.payload.get("sync_only")),
+            )
+            finished = queue.Landing(result=counts.as_result())
+            log.info("import_recorded", found=len(outcome.imported), **counts.as_result())
+        return await queue.succeed(session, tenant_id, job.lease, finished)
+
+    if not await _write(app, tenant_id, job, finish):
         return "lease_lost"
     log.info("job_succeeded", external_id=outcome.external_id)
     return "succeeded"
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _error_of(error: Exception) -> dict[str, str]:

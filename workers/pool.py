@@ -17,6 +17,7 @@ from ops.settings import Settings
 from workers.context import WorkerApp, build_worker_app
 from workers.jobs import run_job
 from workers.platforms.base import PlatformAdapter
+from workers.sync import start_sync_loop, stop_sync_loop
 
 log = structlog.get_logger(__name__)
 
@@ -57,9 +58,11 @@ def build_worker(
         ctx["heartbeat"] = asyncio.create_task(
             heartbeats.keep_beating(app.redis, heartbeats.this_process(platform, concurrency))
         )
+        ctx["sync"] = start_sync_loop(app)
         log.info("worker_started", platform=platform, concurrency=concurrency, owner=app.owner)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        await stop_sync_loop(ctx.get("sync"))
         beating: asyncio.Task[None] | None = ctx.get("heartbeat")
         if beating is not None:
             beating.cancel()

@@ -25,7 +25,10 @@ sent.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 from domain.catalogue import PlatformMappings, ProductSnapshot
 from domain.mapping.common import (
@@ -48,6 +51,7 @@ from domain.mapping.policy import (
     check_quantity,
     check_text_length,
 )
+from domain.mapping.reverse import ForeignListing, ForeignValue
 from domain.text_policy import check_listing_text
 
 PLATFORM = "ebay"
@@ -205,3 +209,58 @@ def _check_sku(product: ProductSnapshot) -> None:
             f"SKU {sku!r} must be 1 to 50 letters, digits, '.', '_' or '-'",
             field="sku",
         )
+
+
+def ebay_listing_from(
+    item: Mapping[str, Any], offer: Mapping[str, Any], listing_url: str | None
+) -> ForeignListing:
+    """Read an inventory item and its published offer (getInventoryItems, getOffers) as a foreign listing."""
+    product = item.get("product") if isinstance(item.get("product"), Mapping) else {}
+    assert isinstance(product, Mapping)
+    aspects = product.get("aspects") if isinstance(product.get("aspects"), Mapping) else {}
+    assert isinstance(aspects, Mapping)
+    values: dict[str, ForeignValue] = {}
+    for aspect, texts in aspects.items():
+        attribute = _ATTRIBUTE_OF_ASPECT.get(str(aspect))
+        text = ", ".join(str(t) for t in texts) if isinstance(texts, list) else str(texts)
+        if attribute is None:
+            continue
+        mapping_field = "department" if attribute == "gender" else "aspect"
+        values[attribute] = ForeignValue(mapping_field, text, text)
+    condition = item.get("condition")
+    if isinstance(condition, str) and condition:
+        values["condition"] = ForeignValue("condition", condition, condition)
+    category_id = offer.get("categoryId")
+    if category_id:
+        values["category"] = ForeignValue("category_id", str(category_id), f"eBay category {category_id}")
+    pricing = offer.get("pricingSummary") if isinstance(offer.get("pricingSummary"), Mapping) else {}
+    price = pricing.get("price") if isinstance(pricing, Mapping) else None
+    price = price if isinstance(price, Mapping) else {}
+    availability = item.get("availability") if isinstance(item.get("availability"), Mapping) else {}
+    ship = availability.get("shipToLocationAvailability") if isinstance(availability, Mapping) else None
+    quantity = ship.get("quantity") if isinstance(ship, Mapping) else offer.get("availableQuantity")
+    listing = offer.get("listing") if isinstance(offer.get("listing"), Mapping) else {}
+    assert isinstance(listing, Mapping)
+    images = product.get("imageUrls") if isinstance(product.get("imageUrls"), list) else []
+    assert isinstance(images, list)
+    return ForeignListing(
+        platform=PLATFORM,
+        external_id=str(listing.get("listingId")),
+        url=listing_url,
+        title=str(product.get("title") or ""),
+        description=str(product.get("description") or offer.get("listingDescription") or ""),
+        price=_decimal(price.get("value")),
+        currency=str(price.get("currency") or "EUR"),
+        quantity=int(quantity) if isinstance(quantity, int) else 1,
+        sku=str(item.get("sku")) if item.get("sku") else None,
+        values=values,
+        image_urls=tuple(str(url) for url in images),
+        data={"offer_id": str(offer.get("offerId"))},
+    )
+
+
+def _decimal(value: object) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except (ArithmeticError, ValueError):
+        return Decimal(0)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 from domain.catalogue import PlatformMappings, ProductSnapshot
 from domain.mapping.common import (
@@ -48,6 +49,7 @@ from domain.mapping.common import (
     truncate_title,
 )
 from domain.mapping.policy import ListingPolicy, check_images, check_listing_policy, check_text_length
+from domain.mapping.reverse import ForeignListing, ForeignValue
 from domain.text_policy import check_listing_text
 
 PLATFORM = "vinted"
@@ -144,3 +146,51 @@ def _package_size_id(product: ProductSnapshot, mappings: PlatformMappings) -> in
     if isinstance(package_size_id, int) and not isinstance(package_size_id, bool) and package_size_id > 0:
         return package_size_id
     return PACKAGE_SIZE_SMALL
+
+
+def vinted_listing_from(item: Mapping[str, Any]) -> ForeignListing:
+    """Read an item of a member's wardrobe page (as Vinted's web app receives it) as a foreign listing."""
+    values: dict[str, ForeignValue] = {}
+    catalog_id = item.get("catalog_id")
+    if isinstance(catalog_id, int):
+        values["category"] = ForeignValue("catalog_id", catalog_id, f"Vinted catalogue {catalog_id}")
+    brand_id, brand_title = item.get("brand_id"), str(item.get("brand_title") or "").strip()
+    if isinstance(brand_id, int) or brand_title:
+        # A brand Vinted has no id for (typed by the member) can only be reviewed by its text.
+        key: str | int = brand_id if isinstance(brand_id, int) else f"text:{brand_title}"
+        values["brand"] = ForeignValue("brand_id", key, brand_title or f"Vinted brand {brand_id}")
+    size_id = item.get("size_id")
+    if isinstance(size_id, int):
+        size_title = str(item.get("size_title") or "").strip()
+        values["size"] = ForeignValue("size_ids", size_id, size_title or f"Vinted size {size_id}")
+    status_id = item.get("status_id")
+    if isinstance(status_id, int):
+        values["condition"] = ForeignValue("status_id", status_id, f"Vinted condition {status_id}")
+    color_ids = [color for color in item.get("color_ids") or [] if isinstance(color, int)]
+    if color_ids:
+        # A product has one colour: the item's first; a second one is left for review, never dropped.
+        values["color"] = ForeignValue("color_id", color_ids[0], f"Vinted colour {color_ids[0]}")
+    price = item.get("price")
+    amount = price.get("amount") if isinstance(price, Mapping) else price
+    currency = price.get("currency_code") if isinstance(price, Mapping) else item.get("currency")
+    photos = [photo for photo in item.get("photos") or [] if isinstance(photo, Mapping)]
+    try:
+        parsed_price = Decimal(str(amount))
+    except ArithmeticError:
+        parsed_price = Decimal(0)
+    return ForeignListing(
+        platform=PLATFORM,
+        external_id=str(item.get("id")),
+        url=str(item["url"]) if isinstance(item.get("url"), str) else None,
+        title=str(item.get("title") or ""),
+        description=str(item.get("description") or ""),
+        price=parsed_price,
+        currency=str(currency or "EUR"),
+        quantity=1,
+        values=values,
+        image_urls=tuple(str(photo.get("url")) for photo in photos if photo.get("url")),
+        data={"photo_ids": [photo["id"] for photo in photos if isinstance(photo.get("id"), int)]},
+        extra_review={"colors": ", ".join(f"Vinted colour {c}" for c in color_ids[1:])}
+        if len(color_ids) > 1
+        else {},
+    )

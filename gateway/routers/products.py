@@ -13,6 +13,7 @@ Decisions where the contract is silent:
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
@@ -203,7 +204,8 @@ async def update_product(
     check_if_match(if_match, product.version)
     changes = body.changes()
     await _check_attribute_codes(session, changes)
-    await edit_product(session, principal.tenant_id, product, changes)
+    coalesce = timedelta(seconds=services.settings.update_coalesce_seconds)
+    await edit_product(session, principal.tenant_id, product, changes, coalesce=coalesce)
     response.headers["ETag"] = entity_tag(product.version)
     return await _detail(session, services, product)
 

@@ -67,6 +67,16 @@ class PublishRequest(BaseModel):
     vinted_account_id: int | None = Field(default=None, ge=1)
 
 
+class ImportRequest(BaseModel):
+    """Body of `POST /api/imports`: the marketplace whose existing listings become linked products."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Literal["vinted", "ebay"]
+    #: Vinted: the account whose wardrobe is read (required when the tenant has several)
+    vinted_account_id: int | None = Field(default=None, ge=1)
+
+
 class ListingOut(BaseModel):
     platform: str
     status: str

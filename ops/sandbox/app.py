@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ops.sandbox import ebay, etsy, vinted
+from ops.sandbox import ebay, etsy, seller_actions, vinted
 from ops.sandbox.faults import FaultBook, FaultMiddleware, FaultSpec, platform_of
 from ops.sandbox.state import JsonDict, Platform, RequestRecord, SandboxState
 
@@ -267,6 +267,7 @@ def create_sandbox_app(*, strict: bool = True, allow_http_images: bool = False) 
     app.state.sandbox = state
     app.state.faults = faults
     app.include_router(_control_router(state, faults))
+    app.include_router(seller_actions.router)
     app.include_router(ebay.router)
     app.include_router(etsy.router)
     app.include_router(vinted.router)

@@ -421,6 +421,25 @@ async def create_or_replace_inventory_item(
     return Response(status_code=204)
 
 
+@router.get(INVENTORY + "/inventory_item")
+async def get_inventory_items(
+    request: Request, seller: Seller, params: Params, limit: int = 25, offset: int = 0
+) -> JsonDict:
+    """getInventoryItems: the seller's inventory items by SKU, a page at a time (`limit` 1..200)."""
+    skus = sorted(seller.inventory)
+    page = skus[offset : offset + limit]
+    answer: JsonDict = {
+        "href": str(request.url),
+        "limit": limit,
+        "size": len(page),
+        "total": len(skus),
+        "inventoryItems": [_item_view(sku, seller.inventory[sku]) for sku in page],
+    }
+    if offset + limit < len(skus):
+        answer["next"] = f"{INVENTORY}/inventory_item?limit={limit}&offset={offset + limit}"
+    return answer
+
+
 @router.get(INVENTORY + "/inventory_item/{sku}")
 async def get_inventory_item(sku: str, seller: Seller) -> JsonDict:
     """Return an inventory item, or eBay's 25710 when the SKU is unknown."""
@@ -437,7 +456,7 @@ async def delete_inventory_item(sku: str, request: Request, seller: Seller) -> R
         if seller.inventory.pop(sku, None) is None:
             raise fail(404, 25710, "We didn't find the entity you are requesting. Please verify the request")
         for offer_id in [o.offer_id for o in seller.offers.values() if o.sku == sku]:
-            _end_listing(seller.offers.pop(offer_id))
+            end_listing(seller.offers.pop(offer_id))
     return Response(status_code=204)
 
 
@@ -468,7 +487,7 @@ def offer_view(offer: EbayOffer) -> JsonDict:
     return view
 
 
-def _end_listing(offer: EbayOffer) -> None:
+def end_listing(offer: EbayOffer) -> None:
     if offer.listing_id is not None:
         offer.ended_listing_ids.append(offer.listing_id)
     offer.status = "UNPUBLISHED"
@@ -707,7 +726,7 @@ async def withdraw_offer(offer_id: str, request: Request, seller: Seller, params
         if offer.status != "PUBLISHED" or offer.listing_id is None:
             raise EbayApiError(400, [user_error("The offer is not published.", ("offerId", offer_id))])
         listing_id = offer.listing_id
-        _end_listing(offer)
+        end_listing(offer)
     return {"listingId": listing_id, "warnings": []}
 
 

@@ -154,6 +154,11 @@ class GetOffersQuery(_Strict):
     offset: int | None = Field(default=None, ge=0)
 
 
+class GetInventoryItemsQuery(_Strict):
+    limit: int | None = Field(default=None, ge=1, le=200)
+    offset: int | None = Field(default=None, ge=0)
+
+
 class RefreshTokenGrant(_Strict):
     """Body of `POST /identity/v1/oauth2/token` for a refresh (form)."""
 
@@ -186,6 +191,7 @@ CONTRACTS: dict[tuple[str, str], EndpointContract] = {
     ("PUT", INVENTORY + "/inventory_item/{sku}"): EndpointContract(
         body_kind="json", body=InventoryItem, headers=_WRITE
     ),
+    ("GET", INVENTORY + "/inventory_item"): EndpointContract(query=GetInventoryItemsQuery),
     ("GET", INVENTORY + "/offer"): EndpointContract(query=GetOffersQuery),
     ("POST", INVENTORY + "/offer"): EndpointContract(
         body_kind="json", body=OfferDetailsWithKeys, headers=_WRITE

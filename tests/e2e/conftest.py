@@ -12,7 +12,7 @@ import asyncio
 import io
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -117,12 +117,22 @@ class Storefront:
 
     # -- tenants and products ----------------------------------------------------------------------------
 
-    async def new_tenant(self, *, connect: tuple[str, ...] = ("ebay", "etsy")) -> Tenant:
-        """Register, then connect eBay and Etsy with tokens the sandbox issued."""
+    async def new_tenant(
+        self,
+        *,
+        connect: tuple[str, ...] = ("ebay", "etsy"),
+        registered_hook: Callable[[int], Awaitable[None]] | None = None,
+    ) -> Tenant:
+        """Register, then connect eBay and Etsy with tokens the sandbox issued.
+
+        `registered_hook` gets the new tenant's id before anything is connected (e.g. to change its plan).
+        """
         email = f"e2e-{uuid.uuid4().hex[:10]}@example.com"
         registered = await self.api.post("/api/auth/register", json={"email": email, "password": PASSWORD})
         assert registered.status_code == 201, registered.text
         headers = {"Authorization": f"Bearer {registered.json()['access_token']}"}
+        if registered_hook is not None:
+            await registered_hook(int(registered.json()["user"]["tenant_id"]))
         seller = await self.sandbox.post("/_sandbox/ebay/accounts", json={})
         assert seller.status_code == 201, seller.text
         shop = await self.sandbox.post("/_sandbox/etsy/accounts", json={})

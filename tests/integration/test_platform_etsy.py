@@ -252,7 +252,12 @@ async def test_publish_creates_one_active_listing_with_its_images(
     assert all(image["byte_size"] == len(PNG) for image in listing["images"])
     assert outcome.external_id == str(listing["listing_id"])
     assert outcome.url == listing["url"]
-    assert outcome.data == {"listing_id": listing["listing_id"], "shop_id": SHOP_ID}
+    assert outcome.data == {
+        "listing_id": listing["listing_id"],
+        "shop_id": SHOP_ID,
+        # what the listing shows, by stable path: an update re-sends only images that changed
+        "images": ["/media/p/9/1.png", "/media/p/9/2.png"],
+    }
     assert job.progress == {"listing_id": listing["listing_id"], "images_uploaded": 2}
     assert listing["price"] == {"amount": 5900, "divisor": 100, "currency_code": "EUR"}
 
@@ -622,3 +627,66 @@ async def test_update_reaches_the_inventory_as_etsy_takes_it(
     assert product["offerings"][0]["quantity"] == 3
     # Every request the client sent conformed to the schemas (the sandbox is strict: it would have refused).
     assert all(r["violations"] == [] for r in await etsy_requests(control))
+
+
+async def test_update_sends_only_the_images_that_changed(
+    adapter: EtsyAdapter, control: httpx.AsyncClient, shop: dict[str, Any], sandbox_url: str
+) -> None:
+    listing = await published(adapter, shop, sandbox_url)
+    uploads = f"{APPLICATION}/shops/{SHOP_ID}/listings/{listing['external_id']}/images"
+
+    def image_posts(records: list[dict[str, Any]]) -> int:
+        return sum(1 for r in records if r["method"] == "POST" and r["path"] == uploads)
+
+    before = image_posts(await etsy_requests(control))
+    # Same images, newly signed URLs: nothing is uploaded again.
+    resigned = product_for(
+        sandbox_url,
+        image_urls=(f"{sandbox_url}/media/p/9/1.png?sig=new", f"{sandbox_url}/media/p/9/2.png?sig=new"),
+    )
+    outcome = await adapter.update(new_job(shop, resigned, action="update", listing=listing).run())
+    assert image_posts(await etsy_requests(control)) == before
+    listing = {**listing, "data": outcome.data}
+
+    # The second image replaced by another, and the listing keeps only one: one upload, one image left.
+    changed = product_for(sandbox_url, image_urls=(f"{sandbox_url}/media/p/9/1.png?sig=x",))
+    outcome = await adapter.update(new_job(shop, changed, action="update", listing=listing).run())
+    [after] = await listings_of(control)
+    assert len(after["images"]) == 1
+    assert image_posts(await etsy_requests(control)) == before
+    assert outcome.data["images"] == ["/media/p/9/1.png"]
+
+    swapped = product_for(
+        sandbox_url,
+        image_urls=(f"{sandbox_url}/media/p/9/1.png?sig=y", f"{sandbox_url}/media/p/9/7.png?sig=y"),
+    )
+    listing = {**listing, "data": outcome.data}
+    await adapter.update(new_job(shop, swapped, action="update", listing=listing).run())
+    [after] = await listings_of(control)
+    assert len(after["images"]) == 2
+    assert image_posts(await etsy_requests(control)) == before + 1
+
+
+async def test_sync_sees_a_listing_deactivated_or_deleted_outside_stoflow(
+    adapter: EtsyAdapter, control: httpx.AsyncClient, shop: dict[str, Any], sandbox_url: str
+) -> None:
+    listing = await published(adapter, shop, sandbox_url)
+    probe = new_job(shop, None, action="sync", listing=listing)
+    assert await adapter.listing_ended(probe.run()) is None
+
+    deactivated = await control.post(
+        "/_sandbox/etsy/deactivations", json={"listing_id": listing["external_id"]}
+    )
+    assert deactivated.status_code == 201 and deactivated.json()["state"] == "inactive"
+    assert (
+        await adapter.listing_ended(probe.run()) == "The listing is inactive on Etsy (ended outside Stoflow)."
+    )
+    # Deactivating what is not active is refused, like Shop Manager has nothing to do.
+    again = await control.post("/_sandbox/etsy/deactivations", json={"listing_id": listing["external_id"]})
+    assert again.status_code == 404
+
+    headers = {"x-api-key": "k:s", "Authorization": f"Bearer {shop['access_token']}"}
+    assert (
+        await control.delete(f"{APPLICATION}/listings/{listing['external_id']}", headers=headers)
+    ).status_code == 204
+    assert await adapter.listing_ended(probe.run()) == "The listing was deleted on Etsy outside Stoflow."

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain.catalogue import PlatformMappings, ProductSnapshot
+from domain.mapping.reverse import ForeignListing
 from persistence.queue import Lease
 
 
@@ -62,6 +63,11 @@ class ListingOutcome:
     waiting_plugin: bool = False
     #: What the job reports as its `result` (e.g. generated text); None: the listing's ids.
     result: dict[str, Any] | None = None
+    #: An import: the live listings found on the marketplace, written when the job finishes.
+    imported: tuple[ForeignListing, ...] | None = None
+    #: An import read every live listing of the account in one consistent pass: a live listing of ours
+    #: that is not among them ended outside Stoflow.
+    imported_whole: bool = False
 
 
 class PlatformAdapter(Protocol):
@@ -70,6 +76,12 @@ class PlatformAdapter(Protocol):
     async def update(self, job: JobInput) -> ListingOutcome: ...
 
     async def delist(self, job: JobInput) -> ListingOutcome: ...
+
+
+class ListingImporter(Protocol):
+    """An adapter that reads the account's existing listings (`import` jobs)."""
+
+    async def import_listings(self, job: JobInput) -> ListingOutcome: ...
 
 
 class DescriptionGenerator(Protocol):

@@ -22,7 +22,13 @@ import structlog
 from domain.catalogue import ProductSnapshot
 from domain.jobs import JobErrorCode
 from domain.mapping.common import listing_sku
-from domain.mapping.ebay import EbayAccountSettings, map_to_ebay_inventory_item, map_to_ebay_offer
+from domain.mapping.ebay import (
+    EbayAccountSettings,
+    ebay_listing_from,
+    map_to_ebay_inventory_item,
+    map_to_ebay_offer,
+)
+from domain.mapping.reverse import ForeignListing
 from workers.errors import AuthExpired, PermanentPlatformError
 from workers.platforms.base import JobInput, ListingOutcome
 from workers.platforms.http import (
@@ -47,6 +53,8 @@ INVENTORY_SCOPE = "https://api.ebay.com/oauth/api_scope/sell.inventory"
 #: 25713 "this offer is not available".
 USER_ERROR = 25002
 OFFER_NOT_AVAILABLE = 25713
+#: Inventory items per getInventoryItems page (eBay allows up to 200).
+INVENTORY_PAGE = 100
 #: The fields that name an offer in `createOffer` and are no part of `updateOffer`'s body.
 OFFER_KEYS = frozenset({"sku", "marketplaceId", "format"})
 
@@ -182,6 +190,70 @@ class EbayAdapter:
             data={"offer_id": offer_id} if offer_id is not None else {},
         )
 
+    async def listing_ended(self, job: JobInput) -> str | None:
+        """Why the live listing in `job.listing` is no longer on eBay, or None while it is (the sync)."""
+        listing = job.listing or {}
+        offer_id = _listing_offer_id(job)
+        if offer_id is None:
+            return None  # nothing to look it up by; the listing's own jobs will find out
+        account = _account(job.credential_settings)
+        response = await self._api.call(
+            "GET",
+            f"{INVENTORY}/offer/{offer_id}",
+            auth=self._session(job),
+            headers=_headers(account),
+            accept=frozenset({404}),
+        )
+        if response.status_code == 404:
+            return "The eBay offer was deleted outside Stoflow."
+        offer = json_object(response, LABEL)
+        live = offer.get("listing") if isinstance(offer.get("listing"), dict) else {}
+        assert isinstance(live, dict)
+        if offer.get("status") != "PUBLISHED" or str(live.get("listingId")) != str(
+            listing.get("external_id")
+        ):
+            return "The listing was ended on eBay outside Stoflow."
+        if str(live.get("listingStatus") or "ACTIVE") not in ("ACTIVE", "OUT_OF_STOCK"):
+            return f"The listing is {str(live.get('listingStatus')).lower()} on eBay."
+        return None
+
+    async def import_listings(self, job: JobInput) -> ListingOutcome:
+        """Read every inventory item (getInventoryItems, a page at a time) and its published offer.
+
+        Reads only: what was found is written when the job finishes, so a repeated run reads again.
+        """
+        account = _account(job.credential_settings)
+        auth = self._session(job)
+        headers = _headers(account)
+        found: list[ForeignListing] = []
+        offset = 0
+        while True:
+            response = await self._api.call(
+                "GET",
+                f"{INVENTORY}/inventory_item",
+                auth=auth,
+                headers=headers,
+                params={"limit": INVENTORY_PAGE, "offset": offset},
+            )
+            page = json_object(response, LABEL)
+            items = [item for item in page.get("inventoryItems") or [] if isinstance(item, dict)]
+            for item in items:
+                sku = item.get("sku")
+                if not isinstance(sku, str) or not sku:
+                    continue
+                for offer in await self._offers_of(auth, headers, sku, account):
+                    listing = offer.get("listing")
+                    listing_id = listing.get("listingId") if isinstance(listing, dict) else None
+                    if offer.get("status") == "PUBLISHED" and listing_id:
+                        url = listing_url(account.marketplace_id, str(listing_id))
+                        found.append(ebay_listing_from(item, offer, url))
+            offset += len(items)
+            total = page.get("total")
+            if not items or not isinstance(total, int) or offset >= total:
+                break
+        log.info("ebay_inventory_read", listings=len(found))
+        return ListingOutcome(external_id=None, url=None, imported=tuple(found))
+
     # --- steps -----------------------------------------------------------------------------------------
 
     async def _put_inventory_item(
@@ -195,6 +267,14 @@ class EbayAdapter:
         self, auth: OAuthSession, headers: Mapping[str, str], sku: str, account: EbayAccountSettings
     ) -> str | None:
         """The id of the SKU's fixed-price offer on the account's marketplace, or None."""
+        for offer in await self._offers_of(auth, headers, sku, account):
+            return str(offer["offerId"])
+        return None
+
+    async def _offers_of(
+        self, auth: OAuthSession, headers: Mapping[str, str], sku: str, account: EbayAccountSettings
+    ) -> list[dict[str, Any]]:
+        """The SKU's fixed-price offers on the account's marketplace (getOffers)."""
         response = await self._api.call(
             "GET",
             f"{INVENTORY}/offer",
@@ -206,17 +286,16 @@ class EbayAdapter:
         )
         if response.status_code in (400, 404):
             if _error_ids(response) & {OFFER_NOT_AVAILABLE} or response.status_code == 404:
-                return None
+                return []
             raise rejection(LABEL, response)
-        for offer in json_object(response, LABEL).get("offers") or []:
-            if (
-                isinstance(offer, dict)
-                and offer.get("marketplaceId", account.marketplace_id) == account.marketplace_id
-                and offer.get("format", "FIXED_PRICE") == "FIXED_PRICE"
-                and offer.get("offerId")
-            ):
-                return str(offer["offerId"])
-        return None
+        return [
+            offer
+            for offer in json_object(response, LABEL).get("offers") or []
+            if isinstance(offer, dict)
+            and offer.get("marketplaceId", account.marketplace_id) == account.marketplace_id
+            and offer.get("format", "FIXED_PRICE") == "FIXED_PRICE"
+            and offer.get("offerId")
+        ]
 
     async def _find_or_create_offer(
         self,

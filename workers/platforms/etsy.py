@@ -44,6 +44,7 @@ from workers.platforms.http import (
     rejection,
     send_with_retries,
 )
+from workers.platforms.media import image_keys
 
 log = structlog.get_logger(__name__)
 
@@ -147,7 +148,7 @@ class EtsyAdapter:
         return ListingOutcome(
             external_id=str(listing_id),
             url=_str_or_none(listing.get("url")),
-            data={"listing_id": listing_id, "shop_id": shop.shop_id},
+            data={"listing_id": listing_id, "shop_id": shop.shop_id, "images": image_keys(wanted)},
         )
 
     async def update(self, job: JobInput) -> ListingOutcome:
@@ -167,11 +168,59 @@ class EtsyAdapter:
         listing = await self._update_listing(auth, shop.shop_id, listing_id, payload)
         await self._put_inventory(auth, listing_id, listing_sku(product), payload, shop)
         known = job.listing or {}
+        wanted = product.image_urls[:IMAGES_MAX]
+        await self._follow_images(auth, job, shop.shop_id, listing_id, wanted)
         return ListingOutcome(
             external_id=str(listing_id),
             url=_str_or_none(listing.get("url")) or _str_or_none(known.get("url")),
-            data={"listing_id": listing_id, "shop_id": shop.shop_id},
+            data={"listing_id": listing_id, "shop_id": shop.shop_id, "images": image_keys(wanted)},
         )
+
+    async def _follow_images(
+        self, auth: OAuthSession, job: JobInput, shop_id: int, listing_id: int, wanted: tuple[str, ...]
+    ) -> None:
+        """Upload the images that changed rank or are new since the listing was last pushed, drop the rest.
+
+        The listing's data names the images it shows (by their stable path); an image at the same rank is
+        not sent again. A listing that does not say (pushed before we kept track) gets them all.
+        """
+        shown = (job.listing or {}).get("data", {}).get("images")
+        keys = image_keys(wanted)
+        if shown == keys:
+            return
+        shown_list = [str(key) for key in shown] if isinstance(shown, list) else []
+        first_changed = next(
+            (rank for rank, key in enumerate(keys) if rank >= len(shown_list) or shown_list[rank] != key),
+            len(keys),
+        )
+        done = _as_int(job.progress.get("images_uploaded"))
+        start = max(first_changed, done or 0)
+        # Ranks before the first change keep their image; from there each is overwritten at its rank.
+        await self._put_images(auth, job, shop_id, listing_id, wanted, start)
+        if len(shown_list) > len(keys) or not isinstance(shown, list):
+            await self._remove_extra_images(auth, shop_id, listing_id, len(keys))
+
+    async def listing_ended(self, job: JobInput) -> str | None:
+        """Why the live listing in `job.listing` is no longer on sale on Etsy, or None while it is (the sync).
+
+        `sold_out` is a sale, not an end: the sale checks handle it.
+        """
+        listing_id = _listing_id(job)
+        if listing_id is None:
+            return None
+        response = await self._api.call(
+            "GET",
+            f"{APPLICATION}/listings/{listing_id}",
+            auth=self._session(job),
+            headers=self._headers(),
+            accept=frozenset({404}),
+        )
+        if response.status_code == 404:
+            return "The listing was deleted on Etsy outside Stoflow."
+        state = str(json_object(response, LABEL).get("state") or "")
+        if state in ("inactive", "expired", "removed", "draft"):
+            return f"The listing is {state} on Etsy (ended outside Stoflow)."
+        return None
 
     async def delist(self, job: JobInput) -> ListingOutcome:
         """Deactivate the listing; one that no longer exists is already off sale."""

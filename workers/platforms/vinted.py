@@ -19,12 +19,13 @@ import structlog
 from sqlalchemy import text
 
 from domain.jobs import USER_MESSAGES, JobErrorCode
-from domain.mapping.vinted import map_to_vinted_item
+from domain.mapping.vinted import map_to_vinted_item, vinted_listing_from
 from ops.rate_limit_usage import seed_if_missing, vinted_member_key
 from persistence import plugin_tasks, queue
 from persistence.tenancy import tenant_transaction
 from workers.errors import LeaseLost, PermanentPlatformError, RateLimited, TransientPlatformError
 from workers.platforms.base import JobInput, ListingOutcome
+from workers.platforms.media import image_keys
 from workers.rate_limit import SlidingWindowLimiter
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ ITEM_URL = "https://www.vinted.fr/items/{id}"
 RATE_LIMIT_PAUSE = 15 * 60
 CHALLENGE_PAUSE = 30 * 60
 _CHALLENGE_MARKERS = ("captcha", "datadome", "challenge", "cf-chl", "cloudflare")
+#: Items per wardrobe page (Vinted's largest page) and pages per plugin task of an import.
+WARDROBE_PAGE_SIZE = 96
+WARDROBE_PAGES_PER_TASK = 4
 #: Placeholder photo ids: replaced by references to the upload responses before the task is written.
 _PLACEHOLDER = 10**12
 
@@ -60,17 +64,7 @@ class VintedAdapter:
         item["assigned_photos"] = [
             {"id": {"$ref": f"responses[{index}].id"}, "orientation": 0} for index in range(len(photos))
         ]
-        requests: list[dict[str, Any]] = [
-            {
-                "method": "POST",
-                "path": "/api/v2/photos",
-                "body": {
-                    "photo": {"type": "item", "temp_uuid": str(uuid.uuid4())},
-                    "$upload": {"field": "photo[file]", "url": url},
-                },
-            }
-            for url in photos
-        ]
+        requests: list[dict[str, Any]] = [_photo_upload(url) for url in photos]
         requests.append({"method": "POST", "path": "/api/v2/item_upload/items", "body": body})
         return await self._release(job, "create_item", requests)
 
@@ -79,9 +73,33 @@ class VintedAdapter:
         if earlier is not None:
             return earlier
         item_id = _item_id(job)
-        photo_ids = [int(photo) for photo in (job.listing or {}).get("data", {}).get("photo_ids", [])]
-        body = map_to_vinted_item(_product(job), job.mappings, photo_ids=photo_ids, item_id=int(item_id))
-        requests = [{"method": "PUT", "path": f"/api/v2/item_upload/items/{item_id}", "body": body}]
+        product = _product(job)
+        data = (job.listing or {}).get("data", {})
+        kept = [int(photo) for photo in data.get("photo_ids", [])]
+        keys = image_keys(tuple(product.image_urls))
+        shown = data.get("images")
+        if not isinstance(shown, list):
+            shown = keys[: len(kept)]  # pushed before we kept track: take the photos as they were
+        # An image still at its rank keeps its Vinted photo; a new or moved one is uploaded first, in the
+        # same task (one slot each), and the item names the upload's id.
+        uploads: list[dict[str, Any]] = []
+        assigned: list[dict[str, Any]] = []
+        for rank, (url, key) in enumerate(zip(product.image_urls, keys, strict=True)):
+            if rank < len(shown) and rank < len(kept) and shown[rank] == key:
+                assigned.append({"id": kept[rank], "orientation": 0})
+                continue
+            assigned.append({"id": {"$ref": f"responses[{len(uploads)}].id"}, "orientation": 0})
+            uploads.append(_photo_upload(url))
+        body = map_to_vinted_item(
+            product,
+            job.mappings,
+            photo_ids=[_PLACEHOLDER + i for i in range(len(assigned))],
+            item_id=int(item_id),
+        )
+        item = body["item"]
+        assert isinstance(item, dict)
+        item["assigned_photos"] = assigned
+        requests = [*uploads, {"method": "PUT", "path": f"/api/v2/item_upload/items/{item_id}", "body": body}]
         return await self._release(job, "update_item", requests)
 
     async def delist(self, job: JobInput) -> ListingOutcome:
@@ -91,6 +109,74 @@ class VintedAdapter:
         item_id = _item_id(job)
         requests = [{"method": "POST", "path": f"/api/v2/items/{item_id}/delete", "body": None}]
         return await self._release(job, "delete_item", requests)
+
+    async def import_listings(self, job: JobInput) -> ListingOutcome:
+        """Read the member's wardrobe through the plugin: page 1 first, then the other pages in one task.
+
+        Each page is one request, one slot of the member's budget: 96 items a page, so 120 items cost 2.
+        The pages read are kept with their tasks; a run after each result goes on from there, and the last
+        one hands what was found to the runner, which writes it when the job finishes.
+        """
+        done = [str(task) for task in job.progress.get("import_tasks", [])]
+        if job.progress.get("task_id"):
+            result = await self._reported_result(job)
+            if result is None:
+                raise TransientPlatformError("The plugin has not reported the wardrobe page yet.")
+            if result.get("status") != "success":
+                await self._conclude(job, result, creating=False)  # raises: retried or failed
+            done.append(str(job.progress["task_id"]))
+            await job.save_progress({"task_id": None, "import_tasks": done})
+        pages = await self._wardrobe_pages(job, done)
+        member = await self._member_of(job)
+        if 1 not in pages:
+            return await self._release(job, "list_items", [_wardrobe_request(member, 1)])
+        total = max(int(page.get("pagination", {}).get("total_pages") or 1) for page in pages.values())
+        missing = [number for number in range(2, total + 1) if number not in pages]
+        if missing:
+            requests = [_wardrobe_request(member, number) for number in missing[:WARDROBE_PAGES_PER_TASK]]
+            return await self._release(job, "list_items", requests)
+        found = [
+            vinted_listing_from(item)
+            for number in sorted(pages)
+            for item in pages[number].get("items") or []
+            if isinstance(item, dict) and not item.get("is_closed") and not item.get("is_draft")
+        ]
+        # The pages are read at different moments: only when they agree on the wardrobe's size and hold
+        # that many distinct items is an item of ours that is missing from them really gone.
+        totals = {int(page.get("pagination", {}).get("total_entries") or 0) for page in pages.values()}
+        whole = len(totals) == 1 and len({item.external_id for item in found}) == totals.pop()
+        log.info("vinted_wardrobe_read", pages=len(pages), listings=len(found), whole=whole)
+        return ListingOutcome(external_id=None, url=None, imported=tuple(found), imported_whole=whole)
+
+    async def _wardrobe_pages(self, job: JobInput, task_ids: list[str]) -> dict[int, dict[str, Any]]:
+        """The wardrobe pages the plugin read for this job so far, by page number."""
+        app = self._app
+        pages: dict[int, dict[str, Any]] = {}
+        async with tenant_transaction(
+            app.db.session_factory, app.settings.tenant_schema_prefix, job.tenant_id
+        ) as session:
+            for task_id in task_ids:
+                task = await plugin_tasks.get_task(session, uuid.UUID(task_id))
+                responses = (task.result or {}).get("responses") if task is not None else None
+                for response in responses if isinstance(responses, list) else []:
+                    body = response.get("body") if isinstance(response, dict) else None
+                    pagination = body.get("pagination") if isinstance(body, dict) else None
+                    if isinstance(body, dict) and isinstance(pagination, dict):
+                        pages[int(pagination.get("current_page") or 1)] = body
+        return pages
+
+    async def _member_of(self, job: JobInput) -> str:
+        account_id = job.payload.get("vinted_account_id")
+        app = self._app
+        async with tenant_transaction(
+            app.db.session_factory, app.settings.tenant_schema_prefix, job.tenant_id
+        ) as session:
+            member = await session.scalar(
+                text("SELECT vinted_user_id FROM vinted_accounts WHERE id = :id"), {"id": account_id}
+            )
+        if member is None:
+            raise PermanentPlatformError(JobErrorCode.NOT_CONNECTED, "The Vinted account was disconnected.")
+        return str(member)
 
     async def _earlier_task_outcome(self, job: JobInput, *, creating: bool) -> ListingOutcome | None:
         """The outcome of this job's task released by an earlier run, or None when a new one is needed."""
@@ -170,10 +256,20 @@ class VintedAdapter:
             [response for response in raw if isinstance(response, dict)] if isinstance(raw, list) else []
         )
         if result.get("status") == "success":
+            keys = image_keys(tuple(job.product.image_urls)) if job.product is not None else []
             if not creating:
                 listing = job.listing or {}
-                return ListingOutcome(external_id=listing.get("external_id"), url=listing.get("url"))
-            return _created_listing(responses)
+                photo_ids = _item_photo_ids(responses)
+                data = (
+                    {"photo_ids": photo_ids, "images": keys}
+                    if photo_ids is not None and job.action == "update"
+                    else {}
+                )
+                return ListingOutcome(
+                    external_id=listing.get("external_id"), url=listing.get("url"), data=data
+                )
+            created = _created_listing(responses)
+            return ListingOutcome(created.external_id, created.url, {**created.data, "images": keys})
         last = responses[-1] if responses else {"http_status": 0, "body": None}
         status = _http_status(last.get("http_status"))
         message = _vinted_message(last.get("body"), result.get("error"))
@@ -204,6 +300,35 @@ def _item_id(job: JobInput) -> str:
     if not external:
         raise PermanentPlatformError("not_listed", "The product has no Vinted item to change.")
     return str(external)
+
+
+def _wardrobe_request(member: str, page: int) -> dict[str, Any]:
+    """One page of a member's wardrobe, newest first, as Vinted's web app asks for it."""
+    path = f"/api/v2/wardrobe/{member}/items?page={page}&per_page={WARDROBE_PAGE_SIZE}&order=newest_first"
+    return {"method": "GET", "path": path, "body": None}
+
+
+def _photo_upload(url: str) -> dict[str, Any]:
+    """The request that uploads one of our images as a Vinted item photo (the plugin sends the file)."""
+    return {
+        "method": "POST",
+        "path": "/api/v2/photos",
+        "body": {
+            "photo": {"type": "item", "temp_uuid": str(uuid.uuid4())},
+            "$upload": {"field": "photo[file]", "url": url},
+        },
+    }
+
+
+def _item_photo_ids(responses: list[dict[str, Any]]) -> list[int] | None:
+    """The photo ids of the item Vinted answered with (an edit's answer), in order; None when absent."""
+    body = responses[-1].get("body") if responses else None
+    item = body.get("item") if isinstance(body, dict) else None
+    photos = item.get("photos") if isinstance(item, dict) else None
+    if not isinstance(photos, list):
+        return None
+    ids = [photo.get("id") for photo in photos if isinstance(photo, dict)]
+    return [int(photo_id) for photo_id in ids if isinstance(photo_id, int)]
 
 
 def _created_listing(responses: list[dict[str, Any]]) -> ListingOutcome:
