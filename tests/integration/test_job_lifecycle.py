@@ -281,10 +281,12 @@ class _SlowTwoStepAdapter:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.created = asyncio.Event()
 
     async def publish(self, job: Any) -> Any:
         self.calls.append("create")
-        await asyncio.sleep(3)
+        self.created.set()
+        await asyncio.sleep(5)
         self.calls.append("activate")
         raise AssertionError("a run that lost its lease went on to its next marketplace call")
 
@@ -303,7 +305,9 @@ async def test_a_run_that_loses_its_lease_is_stopped_before_its_next_marketplace
 
     async with running_pipeline(migrated, "vinted", adapter, configure=fast_heartbeat):  # type: ignore[arg-type]
         job_id = await _publish(client, headers, product)
-        await wait_for_job(client, headers, job_id, until=lambda job: job["status"] == "running")
+        # Steal the lease while the run sits between its two calls, whatever the machine's load: the
+        # heartbeat (every 0.2 s) has the rest of the 5 s pause to notice and stop the run.
+        await asyncio.wait_for(adapter.created.wait(), timeout=60)
         # Another run took the job over (what a stalled heartbeat past its lease leads to).
         async with tenant_transaction(
             database.session_factory, migrated.tenant_schema_prefix, tenant_id
@@ -311,7 +315,7 @@ async def test_a_run_that_loses_its_lease_is_stopped_before_its_next_marketplace
             await s.execute(
                 text("UPDATE plugin_queue SET lease_owner = 'someone-else' WHERE id = :id"), {"id": job_id}
             )
-        await asyncio.sleep(3.5)
+        await asyncio.sleep(6)
     assert "activate" not in adapter.calls, adapter.calls
 
 
