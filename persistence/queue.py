@@ -30,6 +30,7 @@ from domain.errors import InvalidState, NotFound
 from domain.jobs import (
     DEFAULT_MAX_ATTEMPTS,
     PROGRESS_KEPT_ON_RETRY,
+    UNFINISHED,
     USER_MESSAGES,
     Effect,
     IllegalTransition,
@@ -422,6 +423,91 @@ async def enqueue_job(
     await _notify(session, tenant_id, job.id, platform, 1)
     await session.refresh(job)
     return job
+
+
+# A publish command's writes in one statement: unless the product is already listed (or being listed)
+# on one of the platforms, the product's new status, its pending listings, the pending jobs, the tenant's
+# work mark, and the dispatcher's wake-up (NOTIFY, delivered on commit).
+_ENQUEUE_PUBLISHES = """
+WITH listed AS (
+    SELECT 1 FROM unnest($2::varchar[]) AS r(platform)
+    WHERE EXISTS (SELECT 1 FROM platform_listings AS l WHERE l.product_id = $1 AND l.platform = r.platform
+                  AND l.status = ANY($9::varchar[]))
+       OR EXISTS (SELECT 1 FROM plugin_queue AS q WHERE q.product_id = $1 AND q.platform = r.platform
+                  AND q.action = 'publish' AND q.status = ANY($10::varchar[]))
+), product AS (
+    UPDATE products SET status = $4, published_at = $5, version = version + 1, updated_at = now()
+    WHERE id = $1 AND $4::varchar IS NOT NULL AND NOT EXISTS (SELECT 1 FROM listed)
+), listing AS (
+    INSERT INTO platform_listings (product_id, platform, status, vinted_account_id)
+    SELECT $1, r.platform, 'pending', r.account FROM unnest($2::varchar[], $3::int[]) AS r(platform, account)
+    WHERE NOT EXISTS (SELECT 1 FROM listed)
+    ON CONFLICT (product_id, platform) DO UPDATE
+        SET status = 'pending', vinted_account_id = EXCLUDED.vinted_account_id, updated_at = now()
+), jobs AS (
+    INSERT INTO plugin_queue (id, product_id, platform, action, status, attempts, runs, max_attempts,
+                              payload, progress)
+    SELECT r.id, $1, r.platform, 'publish', 'pending', 0, 0, $7, r.payload, '{}'::jsonb
+    FROM unnest($6::uuid[], $2::varchar[], $8::jsonb[]) AS r(id, platform, payload)
+    WHERE NOT EXISTS (SELECT 1 FROM listed)
+    RETURNING id, product_id, platform, action, status, attempts, max_attempts, error, result,
+              next_attempt_at, created_at, updated_at
+), work AS (
+    INSERT INTO public.tenant_work (tenant_id, due_at) SELECT $11, now() WHERE EXISTS (SELECT 1 FROM jobs)
+    ON CONFLICT (tenant_id) DO UPDATE SET version = public.tenant_work.version + 1,
+        due_at = least(public.tenant_work.due_at, EXCLUDED.due_at)
+)
+SELECT j.*, pg_notify($12, concat_ws(':', $11::text, j.id::text, j.platform, '1')) AS notified FROM jobs AS j
+"""
+
+
+@dataclass(frozen=True)
+class NewPublish:
+    """One platform of a publish command."""
+
+    platform: str
+    vinted_account_id: int | None = None
+
+
+async def enqueue_publishes(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    product_id: int,
+    publishes: list[NewPublish],
+    status_change: tuple[str, datetime | None] | None,
+) -> list[Mapping[str, Any]] | None:
+    """Accept a publish command whose rules passed: one statement writes it all (see `_ENQUEUE_PUBLISHES`).
+
+    `status_change`: the product's new (status, published_at), when it changes. Returns the new jobs' rows
+    in `publishes` order, or None (nothing written) when one platform already has a listing or an
+    unfinished publish: the check runs in the statement, after the product's row lock was taken.
+    """
+    status, published_at = status_change if status_change is not None else (None, None)
+    rows = await (await driver_connection(session)).fetch(
+        _ENQUEUE_PUBLISHES,
+        product_id,
+        [publish.platform for publish in publishes],
+        [publish.vinted_account_id for publish in publishes],
+        status,
+        published_at,
+        [uuid.uuid4() for _ in publishes],
+        DEFAULT_MAX_ATTEMPTS,
+        [
+            json.dumps({"vinted_account_id": publish.vinted_account_id})
+            if publish.vinted_account_id is not None
+            else "{}"
+            for publish in publishes
+        ],
+        list(listings.ACTIVE_LISTING_STATES),
+        [str(status) for status in UNFINISHED],
+        tenant_id,
+        NOTIFY_CHANNEL,
+    )
+    if not rows:
+        return None
+    order = {publish.platform: index for index, publish in enumerate(publishes)}
+    return sorted(rows, key=lambda row: order[row["platform"]])
 
 
 async def _job(session: AsyncSession, job_id: uuid.UUID) -> QueueJob:
