@@ -968,7 +968,13 @@ async def _setup(platform: Any, sizes: Sizes, db: asyncpg.Pool) -> tuple[dict[st
     return headers, schema
 
 
-async def run(sizes: Sizes, work_dir: Path, parts: str) -> dict[str, Any]:
+def _keep(results: dict[str, Any], raw_path: str | None) -> None:
+    """Write the figures taken so far, so that a later part's failure does not lose them."""
+    if raw_path:
+        Path(raw_path).write_text(json.dumps(results, indent=1, default=str))
+
+
+async def run(sizes: Sizes, work_dir: Path, parts: str, raw_path: str | None = None) -> dict[str, Any]:
     from tests.e2e.processes import HttpProcessHandle, PlatformProcesses, free_port
 
     load_before = os.getloadavg()[0]
@@ -1013,10 +1019,12 @@ async def run(sizes: Sizes, work_dir: Path, parts: str) -> dict[str, Any]:
                     results: dict[str, Any] = {}
                     if "a" in parts:
                         results["a"] = await commands(bench)
+                        _keep(results, raw_path)
                     next(h for h in platform.handles if h.name == "bare-api").terminate()
                     platform.start_dispatcher()
                     if "b" in parts:
                         results["b"] = await noop_pipeline(bench)
+                        _keep(results, raw_path)
                     if "c" in parts:
                         results["c"] = await sandbox_latency(bench)
                     if "d" in parts:
@@ -1047,43 +1055,32 @@ def _sql_list(queries: list[str]) -> str:
     return "\n".join(f"  {index + 1}. `{line}`" for index, line in enumerate(lines, 0))
 
 
-def report(results: dict[str, Any], sizes: Sizes, command: str) -> str:
-    a, b, c, d = results["a"], results["b"], results["c"], results["d"]
+CD_NOT_RUN = """### (c), (d)
+- Not taken in this run (`--parts`): the end-to-end latency against the eBay sandbox and the kill -9
+  recovery are in the git history of this file."""
+
+
+def _report_cd(results: dict[str, Any], sizes: Sizes) -> tuple[list[list[Any]], str]:
+    """The summary rows and the sections of (c) and (d)."""
+    c, d = results["c"], results["d"]
     kills = d["samples"]
     reruns = [sample["rerun"] for sample in kills]
-    summary = markdown_table(
-        ["figure", "Stoflow", "bare baseline", "ratio (median of rounds, range)", "target"],
+    rows: list[list[Any]] = [
         [
-            [
-                "(a) publish commands/s (wrk)",
-                f"{a['gateway_rate']:.0f} req/s",
-                f"{a['bare_rate']:.0f} req/s",
-                f"{a['ratio']:.2f} ({a['ratio_range'][0]:.2f}-{a['ratio_range'][1]:.2f})",
-                "≥ 0.3",
-            ],
-            [
-                "(b) pipeline jobs/s (noop adapter), a queued backlog drained by one worker",
-                f"{b['backlog_rate']:.0f} jobs/s",
-                f"{b['bare_backlog_rate']:.0f} jobs/s",
-                f"{b['ratio']:.2f} ({b['ratio_range'][0]:.2f}-{b['ratio_range'][1]:.2f})",
-                "≥ 0.5",
-            ],
-            [
-                "(c) 202 → succeeded, eBay sandbox",
-                f"p50 {c['p50']:.0f} ms, p99 {c['p99']:.0f} ms, max {c['max']:.0f} ms",
-                f"at {c['rate']:.1f} jobs/s = ½ of the measured {c['maximum']:.1f}",
-                "—",
-                "—",
-            ],
-            [
-                "(d) kill -9 → next run",
-                f"{min(reruns):.1f} to {max(reruns):.1f} s over {len(reruns)} kill(s)",
-                "lease 10 s, heartbeat 3 s, sweep 2 s",
-                "—",
-                "—",
-            ],
+            "(c) 202 → succeeded, eBay sandbox",
+            f"p50 {c['p50']:.0f} ms, p99 {c['p99']:.0f} ms, max {c['max']:.0f} ms",
+            f"at {c['rate']:.1f} jobs/s = ½ of the measured {c['maximum']:.1f}",
+            "—",
+            "—",
         ],
-    )
+        [
+            "(d) kill -9 → next run",
+            f"{min(reruns):.1f} to {max(reruns):.1f} s over {len(reruns)} kill(s)",
+            "lease 10 s, heartbeat 3 s, sweep 2 s",
+            "—",
+            "—",
+        ],
+    ]
     kill_rows = markdown_table(
         [
             "kill",
@@ -1104,6 +1101,51 @@ def report(results: dict[str, Any], sizes: Sizes, command: str) -> str:
             ]
             for index, s in enumerate(kills)
         ],
+    )
+    return (
+        rows,
+        f"""### (c) end-to-end latency against the eBay sandbox
+- Maximum: {sizes.ebay_saturation_jobs} commands as fast as {sizes.clients} httpx clients send them →
+  {c["maximum"]:.1f} jobs/s until 99% succeeded ({c["maximum_all"]:.1f} jobs/s to the very last). Then
+  {c["count"]} commands open-loop at {c["rate"]:.1f}/s for {sizes.paced_seconds:.0f} s; latency = the row's
+  `updated_at` at `succeeded` minus the 202's arrival.
+- 202 itself: p50 {c["ack_p50"]:.0f} ms, p99 {c["ack_p99"]:.0f} ms. A first eBay publish is 4 sandbox calls
+  (PUT item, GET offer, POST offer, POST publish) plus 2 progress saves.
+- Jobs over 10 s: {c["over_10s"]}; `job_skipped` in the eBay workers' logs over the whole run (saturation
+  and paced): {c["skipped"]}.
+
+### (d) kill -9 of the worker holding a job
+- A one-shot 30 s latency fault on the sandbox's inventory-item PUT holds the job mid-flight; the worker
+  named by the row's `lease_owner` is killed; a second worker process of the pool is running. Measured with a
+  10 ms poll of the row until `runs` is one more and it is running again.
+
+{kill_rows}""",
+    )
+
+
+def report(results: dict[str, Any], sizes: Sizes, command: str) -> str:
+    a, b = results["a"], results["b"]
+    rows = [
+        [
+            "(a) publish commands/s (wrk)",
+            f"{a['gateway_rate']:.0f} req/s",
+            f"{a['bare_rate']:.0f} req/s",
+            f"{a['ratio']:.2f} ({a['ratio_range'][0]:.2f}-{a['ratio_range'][1]:.2f})",
+            "≥ 0.3",
+        ],
+        [
+            "(b) pipeline jobs/s (noop adapter), a queued backlog drained by one worker",
+            f"{b['backlog_rate']:.0f} jobs/s",
+            f"{b['bare_backlog_rate']:.0f} jobs/s",
+            f"{b['ratio']:.2f} ({b['ratio_range'][0]:.2f}-{b['ratio_range'][1]:.2f})",
+            "≥ 0.5",
+        ],
+    ]
+    later = _report_cd(results, sizes) if "c" in results and "d" in results else None
+    if later is not None:
+        rows += later[0]
+    summary = markdown_table(
+        ["figure", "Stoflow", "bare baseline", "ratio (median of rounds, range)", "target"], rows
     )
     load = results["load_during"]
     return f"""## Publication pipeline (`bench/pipeline.py`)
@@ -1154,22 +1196,7 @@ def report(results: dict[str, Any], sizes: Sizes, command: str) -> str:
 {_sql_list(a["job_sql"])}
 - The noop worker logged `job_skipped` {b["skipped"]} time(s).
 
-### (c) end-to-end latency against the eBay sandbox
-- Maximum: {sizes.ebay_saturation_jobs} commands as fast as {sizes.clients} httpx clients send them →
-  {c["maximum"]:.1f} jobs/s until 99% succeeded ({c["maximum_all"]:.1f} jobs/s to the very last). Then
-  {c["count"]} commands open-loop at {c["rate"]:.1f}/s for {sizes.paced_seconds:.0f} s; latency = the row's
-  `updated_at` at `succeeded` minus the 202's arrival.
-- 202 itself: p50 {c["ack_p50"]:.0f} ms, p99 {c["ack_p99"]:.0f} ms. A first eBay publish is 4 sandbox calls
-  (PUT item, GET offer, POST offer, POST publish) plus 2 progress saves.
-- Jobs over 10 s: {c["over_10s"]}; `job_skipped` in the eBay workers' logs over the whole run (saturation
-  and paced): {c["skipped"]}.
-
-### (d) kill -9 of the worker holding a job
-- A one-shot 30 s latency fault on the sandbox's inventory-item PUT holds the job mid-flight; the worker
-  named by the row's `lease_owner` is killed; a second worker process of the pool is running. Measured with a
-  10 ms poll of the row until `runs` is one more and it is running again.
-
-{kill_rows}
+{later[1] if later is not None else CD_NOT_RUN}
 
 {NOTES}
 """
@@ -1186,12 +1213,19 @@ async def main_async(args: argparse.Namespace) -> None:
     command = "python -m bench.pipeline" + (" --quick" if args.quick else "")
     if args.parts != "abcd":
         command += f" --parts {args.parts}"
+    if args.report_from:
+        # Rewrite the section from a run's raw results (e.g. after editing NOTES), without measuring again.
+        with open(args.report_from) as raw:  # noqa: ASYNC230 - before anything runs
+            saved = json.load(raw)
+        write_section("pipeline", report(saved, sizes, saved.get("command", command)))
+        return
     with tempfile.TemporaryDirectory(prefix="stoflow-bench-") as work_dir:
         try:
-            results = await run(sizes, Path(work_dir), args.parts)
+            results = await run(sizes, Path(work_dir), args.parts, args.json)
         finally:
             if args.keep_logs:
                 shutil.copytree(Path(work_dir) / "logs", args.keep_logs, dirs_exist_ok=True)
+    results["command"] = command
     if args.json:
         with open(args.json, "w") as raw:  # noqa: ASYNC230 - once, after every measurement
             json.dump(results, raw, indent=1, default=str)
@@ -1211,6 +1245,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of (a) and (b), each side")
     parser.add_argument("--parts", default="abcd", help="which figures to take (recorded only when all four)")
     parser.add_argument("--json", help="also write the raw results (with the SQL counted) to this file")
+    parser.add_argument("--report-from", help="rewrite the RESULTS.md section from a --json file")
     parser.add_argument("--no-record", action="store_true", help="print only; leave RESULTS.md alone")
     parser.add_argument("--keep-logs", help="copy the children's logs to this directory")
     parser.add_argument("--serve", choices=["bare-api", "noop-worker", "bare-worker"], help=argparse.SUPPRESS)
