@@ -206,6 +206,14 @@ class Catalogue:
 
         parents = {record.parent for record in attributes["categories"] if record.parent}
         leaves = [(code, name) for code, name in pairs("categories", "categories") if code not in parents]
+        if ebay is not None:
+            # The generated products have no gender: leave out categories eBay files by gender.
+            gendered = {
+                code
+                for code, fields in ebay.get("categories", {}).items()
+                if "category_id_by_gender" in fields
+            }
+            leaves = [(code, name) for code, name in leaves if code not in gendered]
         return cls(
             brands=pairs("brands", "brands"),
             categories=leaves,

@@ -7,18 +7,19 @@ its queue rows commit together, and the dispatcher hears about them only on comm
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import Select, exists, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.errors import InvalidState, OutOfStock, QuotaExceeded
+from domain.errors import InvalidState, NotFound, OutOfStock, QuotaExceeded
 from domain.jobs import UNFINISHED, JobAction
 from domain.lifecycle import ProductStatus, change_status
 from gateway.problems import ProblemError
 from persistence import ai_credits, listings, queue
 from persistence.core_models import SubscriptionQuota, Tenant
-from persistence.products import apply_status_change, get_live_product, lifecycle_state, transaction_now
+from persistence.publication_facts import PublicationFacts, lock_publication_facts
 from persistence.tenant_models import (
     MarketplaceCredential,
     PlatformListing,
@@ -86,9 +87,9 @@ async def _already_listed(session: AsyncSession, product_id: int, platform: str)
     return bool(await session.scalar(select(or_(exists(active), exists(publishing)))))
 
 
-async def _resolve_vinted_account(session: AsyncSession, account_id: int | None) -> int:
+def _vinted_account(facts: PublicationFacts, account_id: int | None) -> int:
     if account_id is not None:
-        if await session.get(VintedAccount, account_id) is None:
+        if not facts.named_account_exists:
             raise ProblemError(
                 422,
                 "unknown_account",
@@ -96,32 +97,26 @@ async def _resolve_vinted_account(session: AsyncSession, account_id: int | None)
                 errors=[{"loc": ["body", "vinted_account_id"], "msg": "unknown Vinted account"}],
             )
         return account_id
-    accounts = list(await session.scalars(select(VintedAccount.id).order_by(VintedAccount.id).limit(2)))
-    if len(accounts) > 1:
+    if len(facts.vinted_accounts) > 1:
         raise ProblemError(
             422,
             "account_required",
             "Several Vinted accounts are connected: name one with vinted_account_id.",
             errors=[{"loc": ["body", "vinted_account_id"], "msg": "required with several Vinted accounts"}],
         )
-    return accounts[0]
+    return facts.vinted_accounts[0]
 
 
-async def _check_publish_rules(
-    session: AsyncSession,
-    tenant_id: int,
-    product: Product,
-    requested: list[str],
-    vinted_account_id: int | None,
+def _check_rules_up_to_listing(
+    facts: PublicationFacts, requested: list[str], vinted_account_id: int | None
 ) -> int | None:
-    """Check a publish of `product` to `requested` in the contract's order; return the Vinted account."""
-    status = ProductStatus(product.status)
+    """The publish rules before `already_listed`, in the contract's order; return the Vinted account."""
+    status = facts.lifecycle.status
     if status in (ProductStatus.SOLD, ProductStatus.ARCHIVED):
         raise InvalidState(f"A {status.value} product cannot be published.")
-    if product.stock_quantity <= 0:
+    if facts.lifecycle.stock_quantity <= 0:
         raise OutOfStock("A product with no stock cannot be published.")
-    connected = await connected_platforms(session)
-    missing = [platform for platform in requested if platform not in connected]
+    missing = [platform for platform in requested if platform not in facts.connected]
     if missing:
         raise ProblemError(
             409,
@@ -129,49 +124,77 @@ async def _check_publish_rules(
             f"Connect {', '.join(missing)} before publishing there.",
             errors=[{"loc": ["body", "platforms"], "msg": f"not connected: {', '.join(missing)}"}],
         )
-    account_id = await _resolve_vinted_account(session, vinted_account_id) if "vinted" in requested else None
+    return _vinted_account(facts, vinted_account_id) if "vinted" in requested else None
+
+
+def _quota_error(facts: PublicationFacts, requested: list[str]) -> QuotaExceeded | None:
+    total = facts.connected | set(requested)
+    if len(total) > facts.max_platforms:
+        limit = facts.max_platforms
+        return QuotaExceeded(f"Your plan allows {limit} platforms; this would make {len(total)}.")
+    return None
+
+
+async def _refuse_if_listed(session: AsyncSession, product_id: int, requested: list[str]) -> None:
     for platform in requested:
-        if await _already_listed(session, product.id, platform):
+        if await _already_listed(session, product_id, platform):
             raise ProblemError(
                 409,
                 "already_listed",
                 f"The product is already listed (or being listed) on {platform}.",
                 errors=[{"loc": ["body", "platforms"], "msg": f"already listed on {platform}"}],
             )
-    await check_platform_quota(session, tenant_id, set(requested), connected=connected)
+
+
+async def _check_publish_rules(
+    session: AsyncSession, facts: PublicationFacts, requested: list[str], vinted_account_id: int | None
+) -> int | None:
+    """Check a publish to `requested` in the contract's order; return the Vinted account."""
+    account_id = _check_rules_up_to_listing(facts, requested, vinted_account_id)
+    await _refuse_if_listed(session, facts.product_id, requested)
+    quota = _quota_error(facts, requested)
+    if quota is not None:
+        raise quota
     return account_id
 
 
 async def publish(
     session: AsyncSession,
     tenant_id: int,
-    product: Product,
+    product_id: int,
     platforms: Sequence[str],
     vinted_account_id: int | None,
-) -> list[QueueJob]:
-    """Accept a publish command (product row already locked); return one pending job per platform."""
+) -> list[Mapping[str, Any]]:
+    """Accept a publish command; return one pending job row per platform.
+
+    Two statements: the product locked with what the rules read, then every write (the `already_listed`
+    rule is checked inside it, after the lock); errors that need more reading are the rare path.
+    """
     requested = list(dict.fromkeys(platforms))
-    account_id = await _check_publish_rules(session, tenant_id, product, requested, vinted_account_id)
-    if ProductStatus(product.status) is ProductStatus.DRAFT:
-        now = await transaction_now(session)
-        await apply_status_change(
-            session, product, change_status(lifecycle_state(product), ProductStatus.PUBLISHED, now=now)
-        )
-    jobs = []
-    for platform in requested:
-        account = account_id if platform == "vinted" else None
-        await listings.mark_listing_pending(session, product.id, platform, account)
-        payload = {"vinted_account_id": account} if account is not None else {}
-        jobs.append(
-            await queue.enqueue_job(
-                session,
-                tenant_id=tenant_id,
-                platform=platform,
-                action=JobAction.PUBLISH,
-                product_id=product.id,
-                payload=payload,
-            )
-        )
+    facts = await lock_publication_facts(session, tenant_id, product_id, vinted_account_id)
+    if facts is None:
+        raise NotFound("No such product.")
+    account_id = _check_rules_up_to_listing(facts, requested, vinted_account_id)
+    quota = _quota_error(facts, requested)
+    if quota is not None:
+        await _refuse_if_listed(session, product_id, requested)  # the contract's order: 409 before 403
+        raise quota
+    status_change = None
+    if facts.lifecycle.status is ProductStatus.DRAFT:
+        change = change_status(facts.lifecycle, ProductStatus.PUBLISHED, now=facts.now)
+        status_change = (change.status.value, change.published_at)
+    jobs = await queue.enqueue_publishes(
+        session,
+        tenant_id=tenant_id,
+        product_id=product_id,
+        publishes=[
+            queue.NewPublish(platform, account_id if platform == "vinted" else None) for platform in requested
+        ],
+        status_change=status_change,
+    )
+    if jobs is None:
+        await _refuse_if_listed(session, product_id, requested)
+        raise AssertionError("the publish wrote nothing, yet no platform is listed")  # pragma: no cover
     return jobs
 
 
@@ -179,17 +202,18 @@ async def retry(session: AsyncSession, tenant_id: int, job_id: uuid.UUID) -> Que
     """Retry a failed job; a publish passes the same rules as a new publish command first."""
     job = await queue.lock_for_retry(session, job_id)
     if job.action == JobAction.PUBLISH:
-        product = await get_live_product(session, job.product_id, for_update=True) if job.product_id else None
-        if product is None:
-            raise InvalidState("The product of this job was deleted.")
         account = job.payload.get("vinted_account_id")
-        if job.platform == "vinted" and (
-            not isinstance(account, int) or await session.get(VintedAccount, account) is None
-        ):
-            account = None  # that account was disconnected: the tenant's other account, if only one
-        await _check_publish_rules(
-            session, tenant_id, product, [job.platform], account if isinstance(account, int) else None
+        account = account if isinstance(account, int) else None
+        facts = (
+            await lock_publication_facts(session, tenant_id, job.product_id, account)
+            if job.product_id
+            else None
         )
+        if facts is None:
+            raise InvalidState("The product of this job was deleted.")
+        if job.platform == "vinted" and not facts.named_account_exists:
+            account = None  # that account was disconnected: the tenant's other account, if only one
+        await _check_publish_rules(session, facts, [job.platform], account)
     elif job.action == JobAction.GENERATE_DESCRIPTION:
         # Its credit came back when it failed: a retry spends one again (402 when none are left).
         await ai_credits.charge_for_job(session, tenant_id, job_id)

@@ -36,6 +36,18 @@ def _refuse_closed_connection(
         raise DisconnectionError("the server closed this pooled connection")
 
 
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's transaction, for the hot paths' raw SQL.
+
+    Statements sent on it run in the session's transaction (and its `SET LOCAL search_path`), without
+    SQLAlchemy's per-statement work: compiling, caching, result processing. jsonb values cross it as text
+    (the dialect's codecs).
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
 def connect_database(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Database:
     """Build the engine for an `postgresql+asyncpg://` URL; no connection is opened yet."""
     engine = create_async_engine(

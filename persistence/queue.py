@@ -15,8 +15,9 @@ touch `public` only.
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from domain.errors import InvalidState, NotFound
 from domain.jobs import (
     DEFAULT_MAX_ATTEMPTS,
     PROGRESS_KEPT_ON_RETRY,
+    UNFINISHED,
     USER_MESSAGES,
     Effect,
     IllegalTransition,
@@ -43,6 +45,8 @@ from domain.jobs import (
     transition,
 )
 from persistence import listings
+from persistence.database import driver_connection
+from persistence.snapshots import SNAPSHOT_FIELDS
 from persistence.tenant_models import QueueJob
 
 NOTIFY_CHANNEL = "stoflow_jobs"
@@ -96,6 +100,29 @@ class ClaimedJob:
     #: the product is sold, archived or deleted: whatever lands is taken down at once
     product_gone: bool
     history_id: int
+    #: what the run reads besides its row, in the claim's statement (None: no such row)
+    inputs: JobInputs | None = None
+
+
+@dataclass(frozen=True)
+class StoredCredential:
+    """The platform's connected account as stored: tokens still sealed."""
+
+    encrypted_tokens: bytes
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What a run reads before its platform step: its product, listing and the platform's account."""
+
+    #: the product's columns the mappers read (even a soft-deleted product's: a delist must still run)
+    product: Mapping[str, Any] | None
+    #: the product's image storage keys in display order
+    image_keys: tuple[str, ...]
+    #: the listing's `external_id`, `url` and `data` on the job's platform
+    listing: dict[str, Any] | None
+    credential: StoredCredential | None
 
 
 @dataclass(frozen=True)
@@ -110,7 +137,7 @@ class Landing:
 
 
 # One row, locked, with what the transition rules need: the product's condition and the job's live task.
-_ROW = """
+_ROW_COLUMNS = """
 SELECT j.id, j.product_id, j.platform, j.action, j.status, j.attempts, j.max_attempts, j.runs,
        j.payload, j.progress, j.delist_on_landing, j.lease_owner,
        CASE WHEN j.product_id IS NULL THEN 'none'
@@ -121,6 +148,8 @@ SELECT j.id, j.product_id, j.platform, j.action, j.status, j.attempts, j.max_att
                          WHERE step.key <> 'spent_tasks' AND step.value <> 'null'::jsonb) END
            AS reached,
        coalesce(t.lease_expires_at > now(), false) AS task_leased
+"""
+_ROW_FROM = """
 FROM plugin_queue AS j
 LEFT JOIN products AS p ON p.id = j.product_id
 LEFT JOIN LATERAL (
@@ -128,6 +157,7 @@ LEFT JOIN LATERAL (
     WHERE job_id = j.id AND finished_at IS NULL ORDER BY created_at DESC LIMIT 1
 ) AS t ON true
 """
+_ROW = _ROW_COLUMNS + _ROW_FROM
 
 
 @dataclass(frozen=True)
@@ -146,7 +176,7 @@ class _Row:
     state: JobState
 
     @classmethod
-    def of(cls, row: RowMapping) -> _Row:
+    def of(cls, row: Mapping[str, Any] | RowMapping) -> _Row:
         state = JobState(
             status=JobStatus(row["status"]),
             action=JobAction(row["action"]),
@@ -165,11 +195,16 @@ class _Row:
             attempts=state.attempts,
             max_attempts=state.max_attempts,
             runs=int(row["runs"]),
-            payload=dict(row["payload"]),
-            progress=dict(row["progress"]),
+            payload=_json(row["payload"]),
+            progress=_json(row["progress"]),
             product=ProductCondition(row["product"]),
             state=state,
         )
+
+
+def _json(value: Any) -> dict[str, Any]:
+    """A jsonb value as a dict: SQLAlchemy decodes it, raw asyncpg under its codecs hands over the text."""
+    return dict(json.loads(value) if isinstance(value, str | bytes) else value)
 
 
 async def _lock(session: AsyncSession, job_id: uuid.UUID, lease: Lease | None = None) -> _Row | None:
@@ -465,6 +500,91 @@ async def enqueue_coalesced(
     return job, True
 
 
+# A publish command's writes in one statement: unless the product is already listed (or being listed)
+# on one of the platforms, the product's new status, its pending listings, the pending jobs, the tenant's
+# work mark, and the dispatcher's wake-up (NOTIFY, delivered on commit).
+_ENQUEUE_PUBLISHES = """
+WITH listed AS (
+    SELECT 1 FROM unnest($2::varchar[]) AS r(platform)
+    WHERE EXISTS (SELECT 1 FROM platform_listings AS l WHERE l.product_id = $1 AND l.platform = r.platform
+                  AND l.status = ANY($9::varchar[]))
+       OR EXISTS (SELECT 1 FROM plugin_queue AS q WHERE q.product_id = $1 AND q.platform = r.platform
+                  AND q.action = 'publish' AND q.status = ANY($10::varchar[]))
+), product AS (
+    UPDATE products SET status = $4, published_at = $5, version = version + 1, updated_at = now()
+    WHERE id = $1 AND $4::varchar IS NOT NULL AND NOT EXISTS (SELECT 1 FROM listed)
+), listing AS (
+    INSERT INTO platform_listings (product_id, platform, status, vinted_account_id)
+    SELECT $1, r.platform, 'pending', r.account FROM unnest($2::varchar[], $3::int[]) AS r(platform, account)
+    WHERE NOT EXISTS (SELECT 1 FROM listed)
+    ON CONFLICT (product_id, platform) DO UPDATE
+        SET status = 'pending', vinted_account_id = EXCLUDED.vinted_account_id, updated_at = now()
+), jobs AS (
+    INSERT INTO plugin_queue (id, product_id, platform, action, status, attempts, runs, max_attempts,
+                              payload, progress)
+    SELECT r.id, $1, r.platform, 'publish', 'pending', 0, 0, $7, r.payload, '{}'::jsonb
+    FROM unnest($6::uuid[], $2::varchar[], $8::jsonb[]) AS r(id, platform, payload)
+    WHERE NOT EXISTS (SELECT 1 FROM listed)
+    RETURNING id, product_id, platform, action, status, attempts, max_attempts, error, result,
+              next_attempt_at, created_at, updated_at
+), work AS (
+    INSERT INTO public.tenant_work (tenant_id, due_at) SELECT $11, now() WHERE EXISTS (SELECT 1 FROM jobs)
+    ON CONFLICT (tenant_id) DO UPDATE SET version = public.tenant_work.version + 1,
+        due_at = least(public.tenant_work.due_at, EXCLUDED.due_at)
+)
+SELECT j.*, pg_notify($12, concat_ws(':', $11::text, j.id::text, j.platform, '1')) AS notified FROM jobs AS j
+"""
+
+
+@dataclass(frozen=True)
+class NewPublish:
+    """One platform of a publish command."""
+
+    platform: str
+    vinted_account_id: int | None = None
+
+
+async def enqueue_publishes(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    product_id: int,
+    publishes: list[NewPublish],
+    status_change: tuple[str, datetime | None] | None,
+) -> list[Mapping[str, Any]] | None:
+    """Accept a publish command whose rules passed: one statement writes it all (see `_ENQUEUE_PUBLISHES`).
+
+    `status_change`: the product's new (status, published_at), when it changes. Returns the new jobs' rows
+    in `publishes` order, or None (nothing written) when one platform already has a listing or an
+    unfinished publish: the check runs in the statement, after the product's row lock was taken.
+    """
+    status, published_at = status_change if status_change is not None else (None, None)
+    rows = await (await driver_connection(session)).fetch(
+        _ENQUEUE_PUBLISHES,
+        product_id,
+        [publish.platform for publish in publishes],
+        [publish.vinted_account_id for publish in publishes],
+        status,
+        published_at,
+        [uuid.uuid4() for _ in publishes],
+        DEFAULT_MAX_ATTEMPTS,
+        [
+            json.dumps({"vinted_account_id": publish.vinted_account_id})
+            if publish.vinted_account_id is not None
+            else "{}"
+            for publish in publishes
+        ],
+        list(listings.ACTIVE_LISTING_STATES),
+        [str(status) for status in UNFINISHED],
+        tenant_id,
+        NOTIFY_CHANNEL,
+    )
+    if not rows:
+        return None
+    order = {publish.platform: index for index, publish in enumerate(publishes)}
+    return sorted(rows, key=lambda row: order[row["platform"]])
+
+
 async def _job(session: AsyncSession, job_id: uuid.UUID) -> QueueJob:
     job = await session.get(QueueJob, job_id, populate_existing=True)
     assert job is not None  # the caller holds its lock
@@ -725,40 +845,97 @@ async def status_counts(session: AsyncSession) -> list[tuple[str, str, int, date
 # --- the workers ---------------------------------------------------------------------------------------
 
 
+# The claim's read: the locked row with what the transition rules need, and everything the run reads.
+_CLAIM_READ = (
+    _ROW_COLUMNS
+    + ", "
+    + ", ".join(f"p.{name} AS product_{name}" for name in SNAPSHOT_FIELDS)
+    + """,
+       p.id AS product_row_id,
+       (SELECT coalesce(array_agg(i.storage_key ORDER BY i.display_order, i.id), '{}')
+        FROM product_images AS i WHERE i.product_id = j.product_id) AS image_keys,
+       l.product_id IS NOT NULL AS has_listing, l.external_id AS listing_external_id,
+       l.url AS listing_url, l.data AS listing_data,
+       c.encrypted_tokens AS credential_tokens, c.settings AS credential_settings
+"""
+    + _ROW_FROM
+    + """
+LEFT JOIN platform_listings AS l ON l.product_id = j.product_id AND l.platform = j.platform
+LEFT JOIN marketplace_credentials AS c ON c.platform = j.platform
+WHERE j.id = $1
+FOR UPDATE OF j
+"""
+)
+
+# The claim's write: the new run under its lease, and its attempt's history row opened (or the one a
+# plugin wait left open carried on) in the same statement.
+_CLAIM_WRITE = """
+WITH claimed AS (
+    UPDATE plugin_queue SET status = 'running', runs = runs + 1, attempts = attempts + 1,
+        lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3),
+        next_attempt_at = NULL, handed_off_at = NULL, error = NULL, updated_at = now()
+    WHERE id = $1
+    RETURNING id, product_id, platform, action, attempts
+), open_row AS (
+    SELECT id FROM publications_history WHERE job_id = $1 AND status = 'started' LIMIT 1
+), opened AS (
+    INSERT INTO publications_history (job_id, product_id, platform, action, attempt, status, started_at)
+    SELECT id, product_id, platform, action, attempts, 'started', now() FROM claimed
+    WHERE NOT EXISTS (SELECT 1 FROM open_row)
+    RETURNING id
+)
+SELECT id FROM open_row UNION ALL SELECT id FROM opened
+"""
+
+
+def _inputs_of(row: Mapping[str, Any]) -> JobInputs:
+    product = (
+        {name: row[f"product_{name}"] for name in SNAPSHOT_FIELDS} | {"id": row["product_row_id"]}
+        if row["product_row_id"] is not None
+        else None
+    )
+    listing = (
+        {
+            "external_id": row["listing_external_id"],
+            "url": row["listing_url"],
+            "data": _json(row["listing_data"]),
+        }
+        if row["has_listing"]
+        else None
+    )
+    credential = (
+        StoredCredential(bytes(row["credential_tokens"]), _json(row["credential_settings"]))
+        if row["credential_tokens"] is not None
+        else None
+    )
+    return JobInputs(product, tuple(row["image_keys"]), listing, credential)
+
+
 async def claim(
     session: AsyncSession, tenant_id: int, job_id: uuid.UUID, run: int, owner: str, lease_seconds: float
 ) -> ClaimedJob | None:
     """Take run `run` of a row under a new lease; None when that run is stale, taken or finished.
 
-    A product sold, archived or deleted before its publish reached the marketplace ends the job here
-    (`product_changed`) and None is returned: no marketplace call happens.
+    Two statements: the row locked and read with everything the run needs (product, images, listing,
+    credentials), then the run and its history row written. A product sold, archived or deleted before
+    its publish reached the marketplace ends the job here (`product_changed`) and None is returned: no
+    marketplace call happens.
     """
     # Wait for the row lock rather than skip: the dispatcher marks the row queued just after ARQ has the
     # run, and a worker may already be here; skipping would lose the run.
-    row = await _lock(session, job_id)
-    if row is None or row.runs != run - 1:
+    connection = await driver_connection(session)
+    found = await connection.fetchrow(_CLAIM_READ, job_id)
+    if found is None:
+        return None
+    row = _Row.of(found)
+    if row.runs != run - 1:
         return None
     try:
         change = transition(row.state, JobEvent.CLAIMED, row.product)
     except IllegalTransition:
         return None
     token = f"{owner}/{uuid.uuid4().hex[:12]}"
-    await session.execute(
-        text(
-            "UPDATE plugin_queue SET status = 'running', runs = runs + 1, attempts = attempts + 1, "
-            "lease_owner = :token, lease_expires_at = now() + make_interval(secs => :lease), "
-            "next_attempt_at = NULL, handed_off_at = NULL, error = NULL, updated_at = now() WHERE id = :id"
-        ),
-        {"id": job_id, "token": token, "lease": lease_seconds},
-    )
-    history_id = await listings.start_history(
-        session,
-        job_id=job_id,
-        product_id=row.product_id,
-        platform=row.platform,
-        action=row.action,
-        attempt=row.attempts + 1,
-    )
+    history_id = await connection.fetchval(_CLAIM_WRITE, job_id, token, float(lease_seconds))
     lease = Lease(job_id, run, token)
     if change.status is not JobStatus.RUNNING:
         running = await _lock(session, job_id, lease)
@@ -775,7 +952,91 @@ async def claim(
         payload=row.payload,
         progress=row.progress,
         product_gone=row.product is ProductCondition.GONE,
-        history_id=history_id,
+        history_id=int(history_id),
+        inputs=_inputs_of(found),
+    )
+
+
+def _claimable_statuses() -> list[str]:
+    """The statuses from which the rules start a run whatever the action, the product being there."""
+    claimable = []
+    for status in JobStatus:
+        outcomes: set[JobStatus | None] = set()
+        for action in JobAction:
+            for product in (ProductCondition.AVAILABLE, ProductCondition.NONE):
+                try:
+                    outcomes.add(transition(JobState(status, action), JobEvent.CLAIMED, product).status)
+                except IllegalTransition:
+                    outcomes.add(None)
+        if outcomes == {JobStatus.RUNNING}:
+            claimable.append(str(status))
+    return claimable
+
+
+#: Asked of the rules once: a row in one of these statuses whose product is there is claimed as running.
+_CLAIMABLE = _claimable_statuses()
+
+# The common claim in one statement: the run under its lease, its history row, and what the run reads.
+_CLAIM_COMMON = (
+    """
+WITH claimed AS (
+    UPDATE plugin_queue AS j SET status = 'running', runs = j.runs + 1, attempts = j.attempts + 1,
+        lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3),
+        next_attempt_at = NULL, handed_off_at = NULL, error = NULL, updated_at = now()
+    WHERE j.id = $1 AND j.runs = $4 AND j.status = ANY($5::varchar[])
+      AND (j.product_id IS NULL OR EXISTS (
+          SELECT 1 FROM products AS p WHERE p.id = j.product_id AND p.deleted_at IS NULL
+          AND p.status NOT IN ('sold', 'archived')))
+    RETURNING j.id, j.product_id, j.platform, j.action, j.attempts, j.max_attempts, j.payload, j.progress
+), open_row AS (
+    SELECT id FROM publications_history WHERE job_id = $1 AND status = 'started' LIMIT 1
+), opened AS (
+    INSERT INTO publications_history (job_id, product_id, platform, action, attempt, status, started_at)
+    SELECT id, product_id, platform, action, attempts, 'started', now() FROM claimed
+    WHERE NOT EXISTS (SELECT 1 FROM open_row)
+    RETURNING id
+)
+SELECT c.*, (SELECT id FROM open_row UNION ALL SELECT id FROM opened LIMIT 1) AS history_id, """
+    + ", ".join(f"p.{name} AS product_{name}" for name in SNAPSHOT_FIELDS)
+    + """,
+       p.id AS product_row_id,
+       (SELECT coalesce(array_agg(i.storage_key ORDER BY i.display_order, i.id), '{}')
+        FROM product_images AS i WHERE i.product_id = c.product_id) AS image_keys,
+       l.product_id IS NOT NULL AS has_listing, l.external_id AS listing_external_id,
+       l.url AS listing_url, l.data AS listing_data,
+       cr.encrypted_tokens AS credential_tokens, cr.settings AS credential_settings
+FROM claimed AS c
+LEFT JOIN products AS p ON p.id = c.product_id
+LEFT JOIN platform_listings AS l ON l.product_id = c.product_id AND l.platform = c.platform
+LEFT JOIN marketplace_credentials AS cr ON cr.platform = c.platform
+"""
+)
+
+
+async def claim_common(
+    connection: Any, job_id: uuid.UUID, run: int, owner: str, lease_seconds: float
+) -> ClaimedJob | None:
+    """`claim` in one statement on a `tenant_connection`, for the common case (a waiting row whose product
+    is there); None when it did not apply: nothing was written, and the caller goes through `claim`.
+
+    Like `claim`, it waits for the row's lock rather than skipping the row.
+    """
+    token = f"{owner}/{uuid.uuid4().hex[:12]}"
+    row = await connection.fetchrow(_CLAIM_COMMON, job_id, token, float(lease_seconds), run - 1, _CLAIMABLE)
+    if row is None:
+        return None
+    return ClaimedJob(
+        lease=Lease(job_id, run, token),
+        product_id=row["product_id"],
+        platform=row["platform"],
+        action=row["action"],
+        attempts=int(row["attempts"]),
+        max_attempts=int(row["max_attempts"]),
+        payload=_json(row["payload"]),
+        progress=_json(row["progress"]),
+        product_gone=False,
+        history_id=int(row["history_id"]),
+        inputs=_inputs_of(row),
     )
 
 
@@ -804,6 +1065,66 @@ async def save_progress(session: AsyncSession, lease: Lease, progress: dict[str,
     return saved is not None
 
 
+# A run's success in one statement, for the common case the transition rules were asked about beforehand
+# (see `_landing_in_one`): fenced on the run's lease like every write of a running job, and on the row
+# still being what the rules assumed (no "delist when it lands", the product still there when it matters).
+_SUCCEED = """
+WITH done AS (
+    UPDATE plugin_queue SET status = 'succeeded', error = NULL, result = $4::jsonb, updated_at = now(),
+        next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL, handed_off_at = NULL
+    WHERE id = $1 AND runs = $2 AND lease_owner = $3 AND status = 'running' AND NOT delist_on_landing
+      AND (NOT $5::boolean OR EXISTS (
+          SELECT 1 FROM products AS p WHERE p.id = plugin_queue.product_id AND p.deleted_at IS NULL
+          AND p.status NOT IN ('sold', 'archived')))
+    RETURNING id, product_id, platform
+), history AS (
+    UPDATE publications_history AS h SET status = 'succeeded', error_message = NULL, completed_at = now()
+    FROM done WHERE h.job_id = done.id AND h.status = 'started'
+), listing AS (
+    UPDATE platform_listings AS l SET status = $6, external_id = coalesce($7, l.external_id),
+        url = coalesce($8, l.url), data = l.data || $9::jsonb, last_synced_at = now(), updated_at = now(),
+        published_at = CASE WHEN $10::boolean THEN now() ELSE l.published_at END
+    FROM done WHERE $6::varchar IS NOT NULL AND l.product_id = done.product_id AND l.platform = done.platform
+)
+SELECT count(*) FROM done
+"""
+#: The effects `_SUCCEED` applies; a success with any other effect takes the general path.
+_ONE_STATEMENT_EFFECTS = frozenset(
+    {Effect.HISTORY_SUCCEEDED, Effect.LISTING_LIVE, Effect.LISTING_SYNCED, Effect.LISTING_ENDED}
+)
+
+
+def _landing_in_one(job: ClaimedJob) -> tuple[str | None, bool, bool] | None:
+    """(listing status, whether the product's condition matters, whether it goes live) when `_SUCCEED`
+    can land `job` as the transition rules would; None when the general path must decide.
+
+    The rules are asked about the row as the claim left it; `_SUCCEED` writes only while that still holds.
+    """
+    state = JobState(
+        status=JobStatus.RUNNING,
+        action=JobAction(job.action),
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        reached_marketplace=True,
+    )
+    available = transition(state, JobEvent.SUCCEEDED, ProductCondition.AVAILABLE)
+    gone = transition(state, JobEvent.SUCCEEDED, ProductCondition.GONE)
+    if available.status is not JobStatus.SUCCEEDED or not available.effects <= _ONE_STATEMENT_EFFECTS:
+        return None
+    unreached = state.evolve(reached_marketplace=False)
+    if transition(unreached, JobEvent.SUCCEEDED, ProductCondition.AVAILABLE) != available:
+        return None
+    effects = available.effects
+    status = None
+    if Effect.LISTING_LIVE in effects or Effect.LISTING_SYNCED in effects:
+        status = "live"
+    elif Effect.LISTING_ENDED in effects:
+        status = str(job.payload.get("listing_status_after", "delisted"))
+    if job.product_id is None:
+        status = None
+    return status, gone != available, Effect.LISTING_LIVE in effects
+
+
 async def succeed(session: AsyncSession, tenant_id: int, lease: Lease, landing: Landing) -> bool:
     """The platform step is done: record its listing and result; False when the lease was lost."""
     row = await _lock(session, lease.job_id, lease)
@@ -822,6 +1143,36 @@ async def succeed(session: AsyncSession, tenant_id: int, lease: Lease, landing: 
     )
     await _apply(session, tenant_id, row, JobEvent.SUCCEEDED, landing=landing)
     return True
+
+
+async def land(connection: Any, job: ClaimedJob, landing: Landing) -> bool:
+    """`succeed` in one statement on a `tenant_connection`, for the common case; False when it did not
+    apply (the lease was lost, or the row is not what the rules were asked about): nothing was written,
+    and the caller goes through `succeed`.
+    """
+    fast = _landing_in_one(job)
+    if fast is None:
+        return False
+    listing_status, product_matters, published = fast
+    result = (
+        landing.result
+        if landing.result is not None
+        else {"external_id": landing.external_id, "url": landing.url}
+    )
+    landed = await connection.fetchval(
+        _SUCCEED,
+        job.lease.job_id,
+        job.lease.run,
+        job.lease.token,
+        json.dumps(result),
+        product_matters,
+        listing_status,
+        landing.external_id if published else None,
+        landing.url if published else None,
+        json.dumps(landing.data or {}),
+        published,
+    )
+    return bool(landed)
 
 
 async def fail(session: AsyncSession, tenant_id: int, lease: Lease, error: dict[str, str]) -> bool:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.catalogue import ProductSnapshot
 from persistence.tenant_models import Product, ProductImage
 
-_FIELDS = (
+#: The product columns a snapshot carries (besides its id and images).
+SNAPSHOT_FIELDS = (
     "sku",
     "title",
     "description",
@@ -44,6 +46,17 @@ _FIELDS = (
 )
 
 
+def snapshot_of(
+    product: Mapping[str, Any], image_keys: Sequence[str], image_url: Callable[[str], str]
+) -> ProductSnapshot:
+    """A snapshot from the product's columns as read (`id` and SNAPSHOT_FIELDS) and its image keys."""
+    return ProductSnapshot(
+        id=int(product["id"]),
+        image_urls=tuple(image_url(key) for key in image_keys),
+        **{name: product[name] for name in SNAPSHOT_FIELDS},
+    )
+
+
 async def load_product_snapshot(
     session: AsyncSession, product_id: int, image_url: Callable[[str], str]
 ) -> ProductSnapshot | None:
@@ -59,5 +72,5 @@ async def load_product_snapshot(
     return ProductSnapshot(
         id=product.id,
         image_urls=tuple(image_url(key) for key in keys),
-        **{name: getattr(product, name) for name in _FIELDS},
+        **{name: getattr(product, name) for name in SNAPSHOT_FIELDS},
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 
 def tenant_schema(prefix: str, tenant_id: int) -> str:
@@ -39,3 +40,24 @@ async def tenant_transaction(
     async with session_factory() as session, session.begin():
         await scope_to_tenant(session, schema)
         yield session
+
+
+@asynccontextmanager
+async def tenant_connection(engine: AsyncEngine, prefix: str, tenant_id: int) -> AsyncIterator[Any]:
+    """A pooled asyncpg connection in one transaction scoped to one tenant; commit on success.
+
+    For the workers' hot path (a job's claim and its landing, each one statement): BEGIN and the
+    `SET LOCAL` go in one round trip, and COMMIT in one more. On any error the connection is discarded
+    (closing it ends the transaction on the server), so it never goes back to the pool mid-transaction.
+    """
+    schema = tenant_schema(prefix, tenant_id)
+    async with engine.connect() as connection:
+        raw: Any = (await connection.get_raw_connection()).driver_connection
+        try:
+            # Two statements in one simple query: one round trip. The name is quoted as in scope_to_tenant.
+            await raw.execute(f'BEGIN; SET LOCAL search_path TO "{schema}"')
+            yield raw
+            await raw.execute("COMMIT")
+        except BaseException:
+            await connection.invalidate()
+            raise

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.catalogue import ProductSnapshot
@@ -27,10 +26,9 @@ from domain.errors import DomainError
 from domain.jobs import USER_MESSAGES, JobAction, JobErrorCode, retry_delay
 from ops import metrics_store
 from persistence import credentials as credential_store
-from persistence import imports, listings, queue
-from persistence.snapshots import load_product_snapshot
-from persistence.tenancy import tenant_transaction
-from persistence.tenant_models import MarketplaceCredential, PlatformListing
+from persistence import imports, queue
+from persistence.snapshots import snapshot_of
+from persistence.tenancy import tenant_connection, tenant_transaction
 from workers.context import WorkerApp
 from workers.credential_lock import locked_credentials
 from workers.errors import LeaseLost, PermanentPlatformError, RateLimited, TransientPlatformError
@@ -55,13 +53,11 @@ async def run_job(ctx: dict[str, Any], tenant_id: int, job_id: str, run: int) ->
     app: WorkerApp = ctx["app"]
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(tenant_id=tenant_id, job_id=job_id, platform=app.platform, run=run)
-    async with _tenant(app, tenant_id) as session:
-        job = await queue.claim(session, tenant_id, uuid.UUID(job_id), run, app.owner, app.lease_seconds)
-        if job is None:
-            log.info("job_skipped", reason="stale, taken, finished or its product is gone")
-            return "skipped"
-        # Read in the claim's transaction: one transaction (and its round trips) less per job.
-        inputs = await _read_inputs(session, app, job)
+    job = await _claim(app, tenant_id, uuid.UUID(job_id), run)
+    if job is None:
+        log.info("job_skipped", reason="stale, taken, finished or its product is gone")
+        return "skipped"
+    inputs = _read_inputs(app, job)
     structlog.contextvars.bind_contextvars(action=job.action, attempt=job.attempts)
     log.info("job_started")
     started = time.perf_counter()
@@ -71,6 +67,22 @@ async def run_job(ctx: dict[str, Any], tenant_id: int, job_id: str, run: int) ->
             app.redis, job.platform, job.action, outcome_name, time.perf_counter() - started
         )
     return outcome_name
+
+
+@asynccontextmanager
+async def _tenant_connection(app: WorkerApp, tenant_id: int) -> AsyncIterator[Any]:
+    async with tenant_connection(app.db.engine, app.settings.tenant_schema_prefix, tenant_id) as connection:
+        yield connection
+
+
+async def _claim(app: WorkerApp, tenant_id: int, job_id: uuid.UUID, run: int) -> queue.ClaimedJob | None:
+    """The claim in one statement when the row is in the common case, else the general claim."""
+    async with _tenant_connection(app, tenant_id) as connection:
+        job = await queue.claim_common(connection, job_id, run, app.owner, app.lease_seconds)
+    if job is None:
+        async with _tenant(app, tenant_id) as session:
+            job = await queue.claim(session, tenant_id, job_id, run, app.owner, app.lease_seconds)
+    return job
 
 
 async def _run_fenced(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, inputs: _Inputs) -> str:
@@ -158,33 +170,29 @@ class _Inputs:
     """What a job reads before its platform step, or the error reading it raised."""
 
     product: ProductSnapshot | None = None
-    listing_row: PlatformListing | None = None
-    credential: MarketplaceCredential | None = None
+    listing: dict[str, Any] | None = None
+    credential: queue.StoredCredential | None = None
     error: Exception | None = None
 
 
-async def _read_inputs(session: AsyncSession, app: WorkerApp, job: queue.ClaimedJob) -> _Inputs:
-    """Read the product, its listing and the platform's credentials inside the claim's transaction.
+def _read_inputs(app: WorkerApp, job: queue.ClaimedJob) -> _Inputs:
+    """The product, its listing and the platform's credentials, as the claim's statement read them.
 
-    A database error rolls the claim back with it (the run stays queued and the sweep hands it off
-    again, as for a failed claim); any other error is kept and raised where the job runs, so that it
-    retries and fails like an error of the platform step.
+    An error here is kept and raised where the job runs, so that it retries and fails like an error of
+    the platform step.
     """
+    inputs = job.inputs
+    if inputs is None:
+        return _Inputs()
     try:
         product = (
-            await load_product_snapshot(session, job.product_id, app.image_url)
-            if job.product_id is not None
+            snapshot_of(inputs.product, inputs.image_keys, app.image_url)
+            if inputs.product is not None
             else None
         )
-        listing_row = (
-            await listings.get_listing(session, job.product_id, job.platform) if job.product_id else None
-        )
-        credential = await credential_store.get_credential(session, job.platform)
-    except DBAPIError:
-        raise
     except Exception as error:  # raised again by _execute, inside the job's error handling
         return _Inputs(error=error)
-    return _Inputs(product, listing_row, credential)
+    return _Inputs(product, inputs.listing, inputs.credential)
 
 
 async def _execute(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, inputs: _Inputs) -> ListingOutcome:
@@ -193,12 +201,7 @@ async def _execute(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, inputs
     adapter = app.adapters.get(job.platform)
     if adapter is None:
         raise PermanentPlatformError("platform_rejected", f"Stoflow cannot reach {job.platform} right now.")
-    product, listing_row, credential = inputs.product, inputs.listing_row, inputs.credential
-    listing = (
-        {"external_id": listing_row.external_id, "url": listing_row.url, "data": dict(listing_row.data)}
-        if listing_row is not None
-        else None
-    )
+    product, listing, credential = inputs.product, inputs.listing, inputs.credential
     if credential is None and job.platform in ("ebay", "etsy"):
         raise PermanentPlatformError(
             JobErrorCode.NOT_CONNECTED, f"The {job.platform} account is not connected any more."
@@ -277,6 +280,12 @@ async def _succeed(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, outcom
             log.info("import_recorded", found=len(outcome.imported), **counts.as_result())
         return await queue.succeed(session, tenant_id, job.lease, finished)
 
+    if outcome.imported is None:
+        # The common landing: one statement on the connection (see queue.land).
+        async with _tenant_connection(app, tenant_id) as connection:
+            if await queue.land(connection, job, landing):
+                log.info("job_succeeded", external_id=outcome.external_id)
+                return "succeeded"
     if not await _write(app, tenant_id, job, finish):
         return "lease_lost"
     log.info("job_succeeded", external_id=outcome.external_id)

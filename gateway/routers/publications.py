@@ -55,11 +55,10 @@ async def publish_product(
     product_id: ProductId, body: PublishRequest, principal: CurrentPrincipal, session: TenantSession
 ) -> JobsAccepted:
     """Publish to one or more platforms: one `publish` job each. A draft becomes published."""
-    product = await _locked_product(session, product_id)
     jobs = await publishing.publish(
-        session, principal.tenant_id, product, body.platforms, body.vinted_account_id
+        session, principal.tenant_id, product_id, body.platforms, body.vinted_account_id
     )
-    return JobsAccepted(jobs=[JobOut.of(job) for job in jobs])
+    return JobsAccepted(jobs=[JobOut.of_row(job) for job in jobs])
 
 
 @router.put("/{product_id}/publications/{platform}", status_code=202, responses=_COMMAND_ERRORS)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -34,21 +36,50 @@ class JobOut(BaseModel):
 
     @classmethod
     def of(cls, job: QueueJob) -> JobOut:
-        error = job.error if job.error and job.error.get("code") != "retrying" else None
+        return cls.of_row({name: getattr(job, name) for name in _JOB_COLUMNS})
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> JobOut:
+        """From a row read without the ORM (jsonb columns may come as text)."""
+        error = _json_column(row["error"])
+        if error and error.get("code") == "retrying":
+            error = None
         return cls(
-            id=job.id,
-            product_id=job.product_id,
-            platform=job.platform,
-            action=job.action,
-            status=job.status,
-            attempts=job.attempts,
-            max_attempts=job.max_attempts,
+            id=row["id"],
+            product_id=row["product_id"],
+            platform=row["platform"],
+            action=row["action"],
+            status=row["status"],
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
             error=JobError(code=str(error["code"]), message=str(error.get("message", ""))) if error else None,
-            result=job.result,
-            next_attempt_at=job.next_attempt_at,
-            created_at=job.created_at,
-            updated_at=job.updated_at,
+            result=_json_column(row["result"]),
+            next_attempt_at=row["next_attempt_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
         )
+
+
+_JOB_COLUMNS = (
+    "id",
+    "product_id",
+    "platform",
+    "action",
+    "status",
+    "attempts",
+    "max_attempts",
+    "error",
+    "result",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+)
+
+
+def _json_column(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return dict(json.loads(value) if isinstance(value, str) else value)
 
 
 class JobsAccepted(BaseModel):

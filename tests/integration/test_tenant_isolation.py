@@ -14,7 +14,7 @@ from sqlalchemy import text
 from gateway.dependencies import CurrentPrincipal, PublicSession, TenantSession, UnitOfWorkRoute
 from ops.settings import Settings
 from persistence.database import connect_database
-from persistence.tenancy import tenant_schema, tenant_transaction
+from persistence.tenancy import tenant_connection, tenant_schema, tenant_transaction
 from tests.support import app_client, bearer, pg_connection, register
 
 TENANTS = 4
@@ -134,6 +134,40 @@ async def test_tenant_scope_ends_with_the_transaction_on_the_same_connection(mig
         async with database.session_factory() as session:
             assert await session.scalar(text("SELECT pg_backend_pid()")) == inside_pid
             assert await session.scalar(text("SHOW search_path")) == DEFAULT_SEARCH_PATH
+    finally:
+        await database.dispose()
+
+
+async def test_the_workers_raw_tenant_connection_commits_or_leaves_nothing_behind(migrated: Settings) -> None:
+    """The hot path's `tenant_connection` (BEGIN and SET LOCAL in one round trip): its scope and its
+    writes end with it, and a failure inside it neither commits nor hands the pool an open transaction."""
+    async with pg_connection(migrated) as connection:
+        tenant_id = await connection.fetchval(
+            "INSERT INTO public.tenants (name, tier) VALUES ('raw scope test', 'free') RETURNING id"
+        )
+    database = connect_database(migrated.async_database_url, pool_size=1, max_overflow=0)
+    prefix = migrated.tenant_schema_prefix
+    schema = tenant_schema(prefix, tenant_id)
+    try:
+        async with database.engine.begin() as connection:
+            await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+            await connection.execute(text(f'CREATE TABLE "{schema}".marks (name text)'))
+        async with tenant_connection(database.engine, prefix, tenant_id) as raw:
+            assert await raw.fetchval("SHOW search_path") == schema
+            await raw.execute("INSERT INTO marks VALUES ('kept')")
+
+        async def failing_job() -> None:
+            async with tenant_connection(database.engine, prefix, tenant_id) as raw:
+                await raw.execute("INSERT INTO marks VALUES ('dropped')")
+                raise RuntimeError("job failed")
+
+        with pytest.raises(RuntimeError, match="job failed"):
+            await failing_job()
+
+        async with database.session_factory() as session:
+            assert await session.scalar(text("SHOW search_path")) == DEFAULT_SEARCH_PATH
+            marks = (await session.scalars(text(f'SELECT name FROM "{schema}".marks'))).all()
+        assert marks == ["kept"]
     finally:
         await database.dispose()
 
