@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import idempotency
 from gateway.problems import ProblemError
+from gateway.request_input import StrictJsonRequest, check_request_input
 from gateway.services import GatewayServices
 from gateway.tokens import InvalidToken
 from persistence.accounts import login_session_usable
@@ -103,7 +104,9 @@ class UnitOfWorkRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
-        async def run_in_unit_of_work(request: Request) -> Response:
+        async def run_in_unit_of_work(plain_request: Request) -> Response:
+            request = StrictJsonRequest(plain_request.scope, plain_request.receive)
+            await check_request_input(request)
             services: GatewayServices = request.app.state.services
             async with services.db.session_factory() as session:
                 request.state.session = session

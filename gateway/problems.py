@@ -126,11 +126,15 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
 
 
+#: Errors listed in one 422 answer: a hostile body must not buy a megabytes-long answer.
+MAX_REPORTED_ERRORS = 20
+
+
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     """Keep only `loc`, `msg` and `type` of pydantic's errors: input values may hold secrets."""
     return [
         {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": error.get("type")}
-        for error in exc.errors()
+        for error in exc.errors()[:MAX_REPORTED_ERRORS]
     ]
 
 

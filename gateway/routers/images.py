@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.lifecycle import ProductStatus
 from gateway.dependencies import CurrentPrincipal, Services, TenantSession, UnitOfWorkRoute
 from gateway.problems import ProblemError
+from gateway.request_input import parse_path_id
 from ops.image_processing import (
     MAX_UPLOAD_BYTES,
     ImageRejected,
@@ -49,7 +50,6 @@ log = structlog.get_logger(__name__)
 
 MAX_IMAGES_PER_PRODUCT: Final = 20
 MAX_DISPLAY_ORDER: Final = 1_000_000
-_MAX_INT_ID: Final = 2**31 - 1  # ids are PostgreSQL `integer`
 # Marketplaces may fetch an image many times while listing; its bytes never change under a key.
 _MEDIA_CACHE_SECONDS: Final = 24 * 3600
 
@@ -97,9 +97,10 @@ def _not_found(what: str = "product") -> ProblemError:
 
 def _parse_id(raw: str, what: str) -> int:
     """Path ids are positive PostgreSQL integers; anything else is simply not one of ours."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or not 0 < int(raw) <= _MAX_INT_ID:
+    parsed = parse_path_id(raw)
+    if parsed is None:
         raise _not_found(what)
-    return int(raw)
+    return parsed
 
 
 async def _product_status(session: AsyncSession, product_id: int, *, lock: bool) -> str:
