@@ -21,7 +21,7 @@ from gateway.problems import ProblemError
 from gateway.request_input import StrictJsonRequest, check_request_input
 from gateway.services import GatewayServices
 from gateway.tokens import InvalidToken
-from persistence.accounts import login_session_usable
+from persistence.accounts import access_role
 from persistence.tenancy import scope_to_tenant, tenant_schema
 
 _BEARER = {"WWW-Authenticate": "Bearer"}
@@ -61,16 +61,34 @@ def _bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def current_principal(request: Request, services: Services, session: PublicSession) -> Principal:
+async def _authenticate(request: Request, services: GatewayServices, session: AsyncSession) -> Principal:
+    """Verify the bearer token, then its user, tenant and login session in the one query per request.
+
+    A valid signature is not enough: the token's user must belong to the tenant it names, and its login
+    must be neither ended (logout) nor compromised (a reused refresh token).
+    """
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
     token = _bearer_token(request)
     try:
         claims = services.tokens.decode_access(token)
     except InvalidToken:
         raise ProblemError(401, "invalid_token", "The access token is not valid.", headers=_BEARER) from None
-    if not await login_session_usable(session, claims.session_id, claims.user_id):
+    role = await access_role(
+        session, session_id=claims.session_id, user_id=claims.user_id, tenant_id=claims.tenant_id
+    )
+    if role is None:
         raise ProblemError(401, "invalid_token", "The access token was revoked.", headers=_BEARER)
-    structlog.contextvars.bind_contextvars(tenant_id=claims.tenant_id, user_id=claims.user_id)
-    return Principal(user_id=claims.user_id, tenant_id=claims.tenant_id, role=claims.role)
+    principal = Principal(user_id=claims.user_id, tenant_id=claims.tenant_id, role=role)
+    request.state.principal = principal
+    return principal
+
+
+async def current_principal(request: Request, services: Services, session: PublicSession) -> Principal:
+    principal = await _authenticate(request, services, session)
+    structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id, user_id=principal.user_id)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
@@ -86,15 +104,13 @@ async def tenant_session(principal: CurrentPrincipal, services: Services, reques
 TenantSession = Annotated[AsyncSession, Depends(tenant_session)]
 
 
-def _idempotency_tenant(request: Request, services: GatewayServices) -> int | None:
-    """The tenant a valid access token names, or None (the handler will then answer 401)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
+async def _idempotency_tenant(
+    request: Request, services: GatewayServices, session: AsyncSession
+) -> int | None:
+    """The caller's tenant when the token is valid and live, or None (the handler will then answer 401)."""
     try:
-        return services.tokens.decode_access(token.strip()).tenant_id
-    except InvalidToken:
+        return (await _authenticate(request, services, session)).tenant_id
+    except ProblemError:
         return None
 
 
@@ -137,7 +153,8 @@ async def _run_idempotent(
     if raw_key is None or request.method not in idempotency.MUTATING_METHODS:
         return await handler(request)
     key = idempotency.parse_key(raw_key)
-    tenant_id = _idempotency_tenant(request, services)
+    # Authenticated before a replay: a revoked token must not get the stored answer back.
+    tenant_id = await _idempotency_tenant(request, services, session)
     if tenant_id is None:
         return await handler(request)
     scope = idempotency.IdempotencyScope(

@@ -177,8 +177,7 @@ async def logout(
         raise ProblemError(401, "invalid_token", _INVALID_REFRESH)
     if token.spent_at is not None:
         await _revoke_reused_chain(session, claims.session_id, claims.user_id)
-    if token.revoked_at is None:
-        await accounts.revoke_refresh_token(session, token)
+    await accounts.end_login_session(session, claims.session_id)
     return Response(status_code=204)
 
 
