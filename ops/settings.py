@@ -80,8 +80,23 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] | None = None
     log_file: str | None = None
 
-    login_max_failures: int = 10
-    login_failure_window_seconds: int = 900
+    login_max_failures: int = Field(10, ge=1)
+    login_failure_window_seconds: int = Field(900, ge=1)
+    #: Per-client-address limits on login and registration; None: on in production only.
+    client_ip_limits: bool | None = None
+    #: Comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
+    login_ip_limit: int = Field(100, ge=1)
+    login_ip_window_seconds: int = Field(900, ge=1)
+    register_ip_limit: int = Field(10, ge=1)
+    register_ip_window_seconds: int = Field(3600, ge=1)
+    #: Threads that run bcrypt; a login never waits behind image decoding (its own pool below).
+    bcrypt_threads: int = Field(2, ge=1, le=32)
+    #: Threads that decode uploaded images, and the decoded bytes one image may cost.
+    image_decode_threads: int = Field(2, ge=1, le=32)
+    image_decode_max_bytes: int = Field(200 * 1024 * 1024, ge=1024 * 1024)
+    #: Uploads of one tenant decoded at once, per gateway process; more wait their turn.
+    image_uploads_per_tenant: int = Field(2, ge=1, le=64)
 
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
@@ -101,6 +116,16 @@ class Settings(BaseSettings):
                     "images from it, and eBay refuses picture URLs that are not HTTPS"
                 )
         return self
+
+    @property
+    def client_ip_limits_enabled(self) -> bool:
+        if self.client_ip_limits is None:
+            return self.stoflow_env == "production"
+        return self.client_ip_limits
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [entry.strip() for entry in self.trusted_proxies.split(",") if entry.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:
