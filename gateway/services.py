@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 
+from gateway.image_decoding import ImageDecoder
 from gateway.login_throttle import ClientLimiter, LoginThrottle
 from gateway.passwords import PasswordHasher
 from gateway.plugin_hub import PluginHub
@@ -24,10 +25,12 @@ class GatewayServices:
     passwords: PasswordHasher
     login_throttle: LoginThrottle
     client_limiter: ClientLimiter
+    images: ImageDecoder
     plugin_hub: PluginHub
 
     async def close(self) -> None:
         self.passwords.close()
+        self.images.close()
         await self.plugin_hub.close()
         await self.db.dispose()
         await self.redis.aclose()
@@ -57,6 +60,11 @@ def build_services(settings: Settings) -> GatewayServices:
         ),
         login_throttle=LoginThrottle(
             redis, settings.login_max_failures, settings.login_failure_window_seconds
+        ),
+        images=ImageDecoder(
+            threads=settings.image_decode_threads,
+            per_tenant=settings.image_uploads_per_tenant,
+            max_decoded_bytes=settings.image_decode_max_bytes,
         ),
         client_limiter=ClientLimiter(
             redis,

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     bcrypt_threads: int = Field(2, ge=1, le=32)
     #: Threads that decode uploaded images, and the decoded bytes one image may cost.
     image_decode_threads: int = Field(2, ge=1, le=32)
-    image_decode_max_bytes: int = Field(200 * 1024 * 1024, ge=1024 * 1024)
+    image_decode_max_bytes: int = Field(160 * 1024 * 1024, ge=1024 * 1024)
     #: Uploads of one tenant decoded at once, per gateway process; more wait their turn.
     image_uploads_per_tenant: int = Field(2, ge=1, le=64)
 
