@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     cors_origins: str = ""
 
     stoflow_secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    #: Earlier STOFLOW_SECRET_KEYs (comma-separated), still read while `stoflow rotate-secret` re-seals.
+    stoflow_old_secret_keys: SecretStr = SecretStr("")
     vinted_rate_limit: int = Field(40, ge=1)
     vinted_rate_window_seconds: int = Field(7200, ge=1)
     #: Seconds a Vinted task may wait for a plugin to claim or report it before its job fails.
@@ -116,6 +118,13 @@ class Settings(BaseSettings):
                     "images from it, and eBay refuses picture URLs that are not HTTPS"
                 )
         return self
+
+    @property
+    def secret_key_ring(self) -> list[str]:
+        """The current STOFLOW_SECRET_KEY first, then the old ones still accepted for reading."""
+        old = [key.strip() for key in self.stoflow_old_secret_keys.get_secret_value().split(",")]
+        current = self.stoflow_secret_key.get_secret_value()
+        return [current, *(key for key in old if key and key != current)]
 
     @property
     def client_ip_limits_enabled(self) -> bool:

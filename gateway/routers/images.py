@@ -42,7 +42,7 @@ from ops.media_storage import (
     check_key,
     product_image_key,
 )
-from ops.media_urls import image_url, media_signing_secret, verify_media_signature
+from ops.media_urls import image_url, media_verification_secrets, verify_media_signature
 from ops.settings import Settings
 from persistence.tenancy import scope_to_tenant, tenant_schema
 from persistence.tenant_models import Product, ProductImage
@@ -304,8 +304,9 @@ async def get_media(
     # (hmac.compare_digest also raises on non-ASCII text, hence the shape check before it.)
     if expires is None or signature is None or not _EXPIRES.fullmatch(expires):
         raise _forbidden()
-    if not _SIGNATURE.fullmatch(signature) or not verify_media_signature(
-        media_signing_secret(services.settings), key, int(expires), signature
+    if not _SIGNATURE.fullmatch(signature) or not any(
+        verify_media_signature(secret, key, int(expires), signature)
+        for secret in media_verification_secrets(services.settings)
     ):
         raise _forbidden()
     if not await _image_is_live(services, key):

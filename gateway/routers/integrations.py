@@ -28,7 +28,7 @@ router = APIRouter(prefix="/api/integrations", tags=["integrations"], route_clas
 
 
 def _box(services: Services) -> SecretsBox:
-    return SecretsBox(services.settings.stoflow_secret_key.get_secret_value())
+    return SecretsBox.from_settings(services.settings)
 
 
 async def _connect(

@@ -59,7 +59,7 @@ async def list_jobs(
     cursor: str | None = None,
 ) -> JobPage:
     """Jobs, newest first, with filters."""
-    codec = CursorCodec(services.settings.stoflow_secret_key.get_secret_value().encode())
+    codec = CursorCodec.from_settings(services.settings)
     statement = select(QueueJob)
     if cursor is not None:
         position = codec.decode(cursor)
