@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     #: Uploads of one tenant decoded at once, per gateway process; more wait their turn.
     image_uploads_per_tenant: int = Field(2, ge=1, le=64)
 
+    #: Retention: how often the dispatcher purges, what it keeps, and rows deleted per transaction.
+    retention_interval_seconds: int = Field(3600, ge=1)
+    login_session_retention_days: int = Field(30, ge=1)
+    plugin_task_retention_days: int = Field(7, ge=1)
+    retention_batch_size: int = Field(1000, ge=1, le=100_000)
+
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
 
