@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import select, text
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from persistence.core_models import Tenant
@@ -54,6 +55,8 @@ class RetentionReport:
     batches: int = 0
     #: The longest single batch transaction, in seconds: the longest any row lock was held.
     longest_batch_seconds: float = 0.0
+    #: Tenants whose schema could not be purged (one broken schema does not stop the others).
+    failed_tenants: list[int] = field(default_factory=list)
 
 
 async def _purge(
@@ -73,7 +76,9 @@ async def _purge(
         report.longest_batch_seconds = max(report.longest_batch_seconds, time.perf_counter() - started)
         report.batches += 1
         report.deleted[name] = report.deleted.get(name, 0) + deleted
-        if deleted < int(str(params["batch"])):
+        # Until a batch finds nothing: a row updated meanwhile has a new ctid, so a batch can delete fewer
+        # than it selected while expired rows remain.
+        if deleted == 0:
             return
 
 
@@ -101,12 +106,15 @@ async def purge_expired(
     async with engine.connect() as connection:
         tenant_ids = list(await connection.scalars(select(Tenant.id).order_by(Tenant.id)))
     for tenant_id in tenant_ids:
-        await _purge(
-            engine,
-            report,
-            "plugin_tasks",
-            _PLUGIN_TASKS,
-            {"age": plugin_task_age, "batch": batch_size},
-            schema=tenant_schema(prefix, tenant_id),
-        )
+        try:
+            await _purge(
+                engine,
+                report,
+                "plugin_tasks",
+                _PLUGIN_TASKS,
+                {"age": plugin_task_age, "batch": batch_size},
+                schema=tenant_schema(prefix, tenant_id),
+            )
+        except ProgrammingError:  # a schema that is missing or not migrated yet
+            report.failed_tenants.append(tenant_id)
     return report

@@ -213,6 +213,7 @@ class Dispatcher:
             "retention_purged",
             deleted=report.deleted,
             batches=report.batches,
+            failed_tenants=report.failed_tenants[:20],
             longest_batch_ms=round(report.longest_batch_seconds * 1000, 1),
         )
         return report
