@@ -9,6 +9,9 @@ wait their turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -16,10 +19,21 @@ from functools import partial
 
 from ops.image_processing import NormalisedImage, normalise_image
 
+#: Scheduling niceness of the decoding threads (Linux schedules threads one by one): when the cores are
+#: busy, bcrypt and the event loop go first, and a decode takes what is left.
+DECODE_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: keep the default
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
+
 
 class ImageDecoder:
     def __init__(self, *, threads: int, per_tenant: int, max_decoded_bytes: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="image-decode")
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="image-decode", initializer=_lower_priority
+        )
         self._per_tenant = per_tenant
         self._max_decoded_bytes = max_decoded_bytes
         self._gates: dict[int, tuple[asyncio.Semaphore, int]] = {}

@@ -5,6 +5,7 @@ Build one `Settings` at each entry point and pass it down; nothing reads the env
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from typing import Literal
 
@@ -95,7 +96,7 @@ class Settings(BaseSettings):
     #: Threads that run bcrypt; a login never waits behind image decoding (its own pool below).
     bcrypt_threads: int = Field(2, ge=1, le=32)
     #: Threads that decode uploaded images, and the decoded bytes one image may cost.
-    image_decode_threads: int = Field(2, ge=1, le=32)
+    image_decode_threads: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1, le=32)
     image_decode_max_bytes: int = Field(160 * 1024 * 1024, ge=1024 * 1024)
     #: Uploads of one tenant decoded at once, per gateway process; more wait their turn.
     image_uploads_per_tenant: int = Field(2, ge=1, le=64)
