@@ -75,7 +75,9 @@ def _q_predicate(position: int) -> str:
     return f"(lower(title) {like} OR lower(sku) {like})"
 
 
-async def _choose_scenarios(connection: asyncpg.Connection, schema: str, secret: bytes) -> list[Scenario]:
+async def _choose_scenarios(
+    connection: asyncpg.Connection, schema: str, codec: CursorCodec
+) -> list[Scenario]:
     """Pick filter values from the loaded data: a mid-popular brand, a rare one, a real SKU fragment."""
     brands = await connection.fetch(
         f"SELECT brand, count(*) AS n FROM {schema}.products WHERE deleted_at IS NULL "
@@ -99,7 +101,7 @@ async def _choose_scenarios(connection: asyncpg.Connection, schema: str, secret:
     deep_before = int(ids["low"] + (ids["high"] - ids["low"]) * 0.1)  # ~90% of the way down the list
     sku = await connection.fetchval(f"SELECT sku FROM {schema}.products WHERE id = $1", deep_before)
     fragment = sku.split("-")[1][2:7]
-    cursor = CursorCodec(secret).encode({"before_id": deep_before})
+    cursor = codec.encode({"before_id": deep_before})
     q = _q_predicate(1)
     return [
         Scenario("first page", {}, [], []),
@@ -198,8 +200,8 @@ async def run(products: int, requests: int, warmup: int, seed: int) -> str:
                     loaded = time.perf_counter() - started - generated
                     await raw.execute(f"VACUUM ANALYZE {schema}.products")
                     print(f"generated {products} products in {generated:.1f}s, COPY {loaded:.1f}s")
-                    secret = settings.stoflow_secret_key.get_secret_value().encode()
-                    scenarios = await _choose_scenarios(raw, schema, secret)
+                    codec = CursorCodec.from_settings(settings)
+                    scenarios = await _choose_scenarios(raw, schema, codec)
                     engine = app.state.services.db.engine.sync_engine
                     results = {}
                     for scenario in scenarios:

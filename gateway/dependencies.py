@@ -7,6 +7,7 @@ only flush. Tenant scoping happens in exactly one place, `tenant_session`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -18,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import idempotency
 from gateway.problems import ProblemError
+from gateway.request_input import StrictJsonRequest, check_request_input
 from gateway.services import GatewayServices
 from gateway.tokens import OPERATOR_ROLE, AccessClaims, InvalidToken
-from persistence.accounts import login_session_usable
+from persistence.accounts import access_role
 from persistence.tenancy import scope_to_tenant, tenant_schema
 
 _BEARER = {"WWW-Authenticate": "Bearer"}
@@ -60,19 +62,38 @@ def _bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def signed_in(request: Request, services: Services, session: PublicSession) -> AccessClaims:
-    """The claims of a valid, unrevoked access token: a tenant's user or an operator."""
-    return await claims_of(_bearer_token(request), services, session)
-
-
 async def claims_of(token: str, services: GatewayServices, session: AsyncSession) -> AccessClaims:
-    """Check an access token (signature, expiry, its login not revoked); 401 `invalid_token` otherwise."""
+    """Verify an access token, then its user, tenant and live login in the one query per request.
+
+    A valid signature is not enough: the token's user must belong to the tenant it names (an operator to
+    none), and its login must be neither ended (logout) nor compromised (a reused refresh token). 401
+    `invalid_token` otherwise.
+    """
     try:
         claims = services.tokens.decode_access(token)
     except InvalidToken:
         raise ProblemError(401, "invalid_token", "The access token is not valid.", headers=_BEARER) from None
-    if not await login_session_usable(session, claims.session_id, claims.user_id):
+    role = await access_role(
+        session, session_id=claims.session_id, user_id=claims.user_id, tenant_id=claims.tenant_id
+    )
+    if role is None:
         raise ProblemError(401, "invalid_token", "The access token was revoked.", headers=_BEARER)
+    return dataclasses.replace(claims, role=role)
+
+
+async def _authenticate(request: Request, services: GatewayServices, session: AsyncSession) -> AccessClaims:
+    """The request's checked claims, verified once per request (idempotency and the route share them)."""
+    cached: AccessClaims | None = getattr(request.state, "claims", None)
+    if cached is not None:
+        return cached
+    claims = await claims_of(_bearer_token(request), services, session)
+    request.state.claims = claims
+    return claims
+
+
+async def signed_in(request: Request, services: Services, session: PublicSession) -> AccessClaims:
+    """The claims of a valid, unrevoked access token: a tenant's user or an operator."""
+    claims = await _authenticate(request, services, session)
     if claims.tenant_id is not None:
         structlog.contextvars.bind_contextvars(tenant_id=claims.tenant_id)
     structlog.contextvars.bind_contextvars(user_id=claims.user_id)
@@ -117,15 +138,13 @@ async def tenant_session(principal: CurrentPrincipal, services: Services, reques
 TenantSession = Annotated[AsyncSession, Depends(tenant_session)]
 
 
-def _idempotency_tenant(request: Request, services: GatewayServices) -> int | None:
-    """The tenant a valid access token names, or None (the handler will then answer 401)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
+async def _idempotency_tenant(
+    request: Request, services: GatewayServices, session: AsyncSession
+) -> int | None:
+    """The caller's tenant when the token is valid and live, or None (the handler will then answer 401)."""
     try:
-        return services.tokens.decode_access(token.strip()).tenant_id
-    except InvalidToken:
+        return (await _authenticate(request, services, session)).tenant_id
+    except ProblemError:
         return None
 
 
@@ -135,7 +154,9 @@ class UnitOfWorkRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
-        async def run_in_unit_of_work(request: Request) -> Response:
+        async def run_in_unit_of_work(plain_request: Request) -> Response:
+            request = StrictJsonRequest(plain_request.scope, plain_request.receive)
+            await check_request_input(request)
             services: GatewayServices = request.app.state.services
             async with services.db.session_factory() as session:
                 request.state.session = session
@@ -166,7 +187,8 @@ async def _run_idempotent(
     if raw_key is None or request.method not in idempotency.MUTATING_METHODS:
         return await handler(request)
     key = idempotency.parse_key(raw_key)
-    tenant_id = _idempotency_tenant(request, services)
+    # Authenticated before a replay: a revoked token must not get the stored answer back.
+    tenant_id = await _idempotency_tenant(request, services, session)
     if tenant_id is None:
         return await handler(request)
     scope = idempotency.IdempotencyScope(

@@ -19,6 +19,8 @@ from fastapi import Depends, Query
 
 from gateway.dependencies import Services
 from gateway.problems import ProblemError
+from ops.secret_keys import CURSORS, derive_key
+from ops.settings import Settings
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -41,6 +43,10 @@ class CursorCodec:
     def __init__(self, secret: bytes) -> None:
         # A key of its own, so a cursor MAC can never be replayed as any other signature we make.
         self._key = hmac.new(secret, _KEY_PURPOSE, hashlib.sha256).digest()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CursorCodec:
+        return cls(derive_key(settings.stoflow_secret_key.get_secret_value(), CURSORS))
 
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
@@ -95,7 +101,7 @@ async def page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page, 1..200.")] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> PageRequest:
-    codec = CursorCodec(services.settings.stoflow_secret_key.get_secret_value().encode())
+    codec = CursorCodec.from_settings(services.settings)
     if cursor is None:
         return PageRequest(limit=limit, before_id=None, codec=codec)
     before_id = codec.decode(cursor).get("before_id")

@@ -126,11 +126,15 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
 
 
+#: Errors listed in one 422 answer: a hostile body must not buy a megabytes-long answer.
+MAX_REPORTED_ERRORS = 20
+
+
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     """Keep only `loc`, `msg` and `type` of pydantic's errors: input values may hold secrets."""
     return [
         {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": error.get("type")}
-        for error in exc.errors()
+        for error in exc.errors()[:MAX_REPORTED_ERRORS]
     ]
 
 
@@ -195,6 +199,29 @@ async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(500, "internal_error", "Something went wrong on our side.")
 
 
+def document_problems(app: FastAPI) -> None:
+    """Make /openapi.json say what the API answers: every error is `application/problem+json`."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        problem_ref = {"$ref": "#/components/schemas/ProblemDocument"}
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                for status, response in operation.get("responses", {}).items():
+                    if not status.isdigit() or int(status) < 400:
+                        continue
+                    response["content"] = {PROBLEM_JSON: {"schema": problem_ref}}
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("ProblemDocument", ProblemDocument.model_json_schema())
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_error)
     app.add_exception_handler(DomainError, _domain_error)
@@ -204,3 +231,4 @@ def install_problem_handlers(app: FastAPI) -> None:
     for error_type in (DBAPIError, RedisError, ConnectionError, TimeoutError):
         app.add_exception_handler(error_type, _dependency_error)
     app.add_exception_handler(Exception, _unhandled)
+    document_problems(app)

@@ -88,8 +88,19 @@ async def _already_listed(session: AsyncSession, product_id: int, platform: str)
 
 
 def _vinted_account(facts: PublicationFacts, account_id: int | None) -> int:
+    return _pick_vinted_account(facts.vinted_accounts, facts.named_account_exists, account_id)
+
+
+async def _resolve_vinted_account(session: AsyncSession, account_id: int | None) -> int:
+    """The Vinted account a command names, or the only one connected (the rules of a publish)."""
+    accounts = list(await session.scalars(select(VintedAccount.id).order_by(VintedAccount.id).limit(2)))
+    named = account_id is not None and await session.get(VintedAccount, account_id) is not None
+    return _pick_vinted_account(accounts, named, account_id)
+
+
+def _pick_vinted_account(accounts: Sequence[int], named_exists: bool, account_id: int | None) -> int:
     if account_id is not None:
-        if not facts.named_account_exists:
+        if not named_exists:
             raise ProblemError(
                 422,
                 "unknown_account",
@@ -97,14 +108,14 @@ def _vinted_account(facts: PublicationFacts, account_id: int | None) -> int:
                 errors=[{"loc": ["body", "vinted_account_id"], "msg": "unknown Vinted account"}],
             )
         return account_id
-    if len(facts.vinted_accounts) > 1:
+    if len(accounts) > 1:
         raise ProblemError(
             422,
             "account_required",
             "Several Vinted accounts are connected: name one with vinted_account_id.",
             errors=[{"loc": ["body", "vinted_account_id"], "msg": "required with several Vinted accounts"}],
         )
-    return facts.vinted_accounts[0]
+    return accounts[0]
 
 
 def _check_rules_up_to_listing(

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 
-from gateway.login_throttle import LoginThrottle
+from gateway.image_decoding import ImageDecoder
+from gateway.login_throttle import ClientLimiter, LoginThrottle
 from gateway.passwords import PasswordHasher
 from gateway.plugin_hub import PluginHub
 from gateway.tokens import TokenService
@@ -23,9 +24,13 @@ class GatewayServices:
     tokens: TokenService
     passwords: PasswordHasher
     login_throttle: LoginThrottle
+    client_limiter: ClientLimiter
+    images: ImageDecoder
     plugin_hub: PluginHub
 
     async def close(self) -> None:
+        self.passwords.close()
+        self.images.close()
         await self.plugin_hub.close()
         await self.db.dispose()
         await self.redis.aclose()
@@ -49,11 +54,23 @@ def build_services(settings: Settings) -> GatewayServices:
             access_ttl=timedelta(minutes=settings.jwt_expire_minutes),
             refresh_ttl=timedelta(days=settings.refresh_expire_days),
         ),
-        passwords=PasswordHasher(settings.bcrypt_rounds),
+        passwords=PasswordHasher(settings.bcrypt_rounds, threads=settings.bcrypt_threads),
         plugin_hub=PluginHub(
             settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
         ),
         login_throttle=LoginThrottle(
             redis, settings.login_max_failures, settings.login_failure_window_seconds
+        ),
+        images=ImageDecoder(
+            threads=settings.image_decode_threads,
+            per_tenant=settings.image_uploads_per_tenant,
+            max_decoded_bytes=settings.image_decode_max_bytes,
+        ),
+        client_limiter=ClientLimiter(
+            redis,
+            enabled=settings.client_ip_limits_enabled,
+            trusted_proxies=settings.trusted_proxy_list,
+            login=(settings.login_ip_limit, settings.login_ip_window_seconds),
+            register=(settings.register_ip_limit, settings.register_ip_window_seconds),
         ),
     )

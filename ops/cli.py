@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from ops.logs import configure_logging
 from ops.settings import Settings
@@ -20,7 +21,13 @@ STATE_DIR = Path(".stoflow")
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        # Name the variable and the rule, without pydantic's noise (and never the value).
+        for problem in error.errors():
+            typer.echo(f"configuration error: {problem['msg'].removeprefix('Value error, ')}", err=True)
+        raise typer.Exit(2) from None
     configure_logging(settings)
     return settings
 
@@ -72,6 +79,34 @@ def migrate(
         return 1 if report.failed else 0
 
     raise typer.Exit(asyncio.run(run()))
+
+
+@app.command("rotate-secret")
+def rotate_secret() -> None:
+    """Re-seal every stored marketplace token under STOFLOW_SECRET_KEY.
+
+    Run with the new secret in STOFLOW_SECRET_KEY and the previous one in STOFLOW_OLD_SECRET_KEYS; once it
+    reports no unreadable tokens, STOFLOW_OLD_SECRET_KEYS can be dropped.
+    """
+    from ops.secret_rotation import rotate_stored_tokens, unreadable_message
+
+    settings = _settings()
+    _require_urls(settings)
+    if len(settings.secret_key_ring) < 2:
+        typer.echo(
+            "STOFLOW_OLD_SECRET_KEYS is empty: set it to the previous STOFLOW_SECRET_KEY, and "
+            "STOFLOW_SECRET_KEY to the new one.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    report = asyncio.run(rotate_stored_tokens(settings))
+    typer.echo(
+        f"tenants: {report.tenants}; tokens re-sealed: {report.resealed}; "
+        f"unreadable: {sum(len(platforms) for platforms in report.unreadable.values())}"
+    )
+    if report.unreadable:
+        typer.echo(unreadable_message(report), err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

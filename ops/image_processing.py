@@ -1,11 +1,15 @@
 """Check an uploaded image and turn it into the normalised JPEG we store and serve to marketplaces.
 
-Pure functions over bytes. Decoding is CPU-heavy and blocking: callers on the event loop run
-`normalise_image` through `asyncio.to_thread`.
+Pure functions over bytes. Decoding is CPU-heavy and blocking: the gateway runs `normalise_image` on a
+small thread pool of its own (`IMAGE_DECODE_THREADS`), never the default one logins' bcrypt would share.
+
+Cost is bounded before a pixel is decoded, from the header alone: at most MAX_PIXELS pixels, and at most
+`max_decoded_bytes` of width * height * bytes per pixel (a 78 kB 16-bit PNG can declare 36 megapixels
+of 6 bytes each).
 
 ImageRejected                 the upload is not an image we take
 ├── UnsupportedImage          unsupported_media_type (415): not a decodable JPEG, PNG or WebP
-└── ImageTooLarge             too_large (413): over MAX_UPLOAD_BYTES or MAX_PIXELS
+└── ImageTooLarge             too_large (413): over MAX_UPLOAD_BYTES, MAX_PIXELS or the decoded-bytes cap
 
 What the upload claims (file name, multipart Content-Type) is never looked at: the bytes are decoded,
 with Pillow restricted to the three formats we accept. A truncated or corrupt file of an accepted format
@@ -24,6 +28,12 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 MAX_UPLOAD_BYTES: Final = 10 * 1024 * 1024
 MAX_PIXELS: Final = 40_000_000
+#: Default cap on width * height * bytes per pixel: every 8-bit image under MAX_PIXELS fits.
+MAX_DECODED_BYTES: Final = 160 * 1024 * 1024
+#: Bytes Pillow holds per pixel for a decoded mode (everything else: 4).
+_MODE_BYTES: Final = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+#: Channels of each PNG colour type (IHDR), for the bytes per pixel the file itself declares.
+_PNG_CHANNELS: Final = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 #: Longest side of the stored image: large enough for every marketplace's zoom, small enough to serve.
 MAX_SIDE: Final = 1600
 JPEG_QUALITY: Final = 85
@@ -68,14 +78,33 @@ class NormalisedImage:
     content_type: str = CONTENT_TYPE
 
 
-def normalise_image(data: bytes) -> NormalisedImage:
+def decoded_bytes(data: bytes, image: Image.Image) -> int:
+    """Width * height * bytes per pixel of the decode, from the header: Pillow's or the file's, the larger."""
+    width, height = image.size
+    per_pixel = _MODE_BYTES.get(image.mode, 4)
+    if image.format == "PNG" and len(data) >= 26:
+        bit_depth, colour_type = data[24], data[25]
+        per_pixel = max(per_pixel, -(-_PNG_CHANNELS.get(colour_type, 4) * bit_depth // 8))
+    return width * height * per_pixel
+
+
+def normalise_image(data: bytes, max_decoded_bytes: int = MAX_DECODED_BYTES) -> NormalisedImage:
     """Check an upload and return its normalised JPEG; raise `ImageRejected` when we do not take it."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise ImageTooLarge(f"The image is larger than {MAX_UPLOAD_BYTES} bytes.")
     with _open_checked(data) as image:
+        if image.format == "JPEG":
+            # Let libjpeg scale by 1/2, 1/4 or 1/8 while decoding: far less memory and time for big photos,
+            # and the result stays at least MAX_SIDE on both sides, so quality is unchanged.
+            image.draft(None, (MAX_SIDE, MAX_SIDE))
+        if decoded_bytes(data, image) > max_decoded_bytes:
+            raise ImageTooLarge(f"The image would take more than {max_decoded_bytes} bytes to decode.")
         upright = _decode_upright(image)
     icc_profile = upright.info.get("icc_profile")
     colour_mode = upright.mode
+    if colour_mode.startswith("I"):
+        # High bit depth: shrink in its own mode first, so the 8-bit conversion runs on MAX_SIDE² pixels.
+        upright.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
     working = _to_rgb_or_rgba(upright)
     # Shrink before any other per-pixel work: everything after runs on at most MAX_SIDE² pixels.
     working.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
@@ -117,10 +146,6 @@ def _open_checked(data: bytes) -> Image.Image:
 
 def _decode_upright(image: Image.Image) -> Image.Image:
     """Decode the pixels (the first frame of an animation) and apply the EXIF orientation."""
-    if image.format == "JPEG":
-        # Let libjpeg scale by 1/2, 1/4 or 1/8 while decoding: far less memory and time for big photos,
-        # and the result stays at least MAX_SIDE on both sides, so quality is unchanged.
-        image.draft(None, (MAX_SIDE, MAX_SIDE))
     try:
         image.load()
         return ImageOps.exif_transpose(image)

@@ -8,24 +8,88 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import re
 import sys
 
 import structlog
+from sqlalchemy.exc import StatementError
 
 from ops.settings import Settings
 
 _SECRET_KEYS = frozenset(
-    {"password", "access_token", "refresh_token", "token", "authorization", "secret", "jwt_secret_key"}
+    {
+        "password",
+        "password_hash",
+        "access_token",
+        "refresh_token",
+        "token",
+        "authorization",
+        "secret",
+        "jwt_secret_key",
+        "stoflow_secret_key",
+        "params",
+        "parameters",
+    }
+)
+
+#: Text shapes that are secrets wherever they appear: bcrypt hashes (even cut short), JWTs, Fernet tokens,
+#: the parameter list SQLAlchemy appends to an error's message, and the values PostgreSQL and asyncpg quote.
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{8,53}"), "[redacted-hash]"),
+    (re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+"), "[redacted-token]"),
+    (re.compile(r"gAAAAA[\w-]{20,}=*"), "[redacted-token]"),
+    (re.compile(r"\[parameters: .*?\](?=\n|$)", re.DOTALL), "[parameters: redacted]"),
+    (re.compile(r"Key \((.*?)\)=\(.*?\)(?= already exists| is not present|\n|$)"), r"Key (\1)=(redacted)"),
+    # asyncpg and PostgreSQL quote the offending value in their messages.
+    (re.compile(r"(query argument \$\d+: ).*?(?= \(|\n|$)"), r"\1[redacted]"),
+    (re.compile(r"(invalid input (?:syntax|value) for [\w ]+: ).*?(?=\n|$)"), r"\1[redacted]"),
 )
 
 
-def _redact_secrets(
+def scrub_text(text: str) -> str:
+    """Replace every secret-shaped part of a text."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _hide_sql_parameters(
     _logger: object, _method: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
-    """Never let a credential reach a log line, whatever a caller bound by mistake."""
-    for key in event_dict.keys() & _SECRET_KEYS:
-        event_dict[key] = "[redacted]"
+    """SQLAlchemy errors print their statement's parameters (a password hash, a token) unless told not to."""
+    exc_info = event_dict.get("exc_info")
+    error = exc_info if isinstance(exc_info, BaseException) else None
+    if isinstance(exc_info, tuple) and len(exc_info) == 3:
+        error = exc_info[1]
+    elif exc_info is True:
+        error = sys.exc_info()[1]
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, StatementError):
+            error.hide_parameters = True
+        error = error.__cause__ or error.__context__
     return event_dict
+
+
+def redact_secrets(
+    _logger: object, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Never let a credential reach a log line, whatever a caller bound or an exception carried."""
+    for key, value in event_dict.items():
+        if key in _SECRET_KEYS:
+            event_dict[key] = "[redacted]"
+        elif isinstance(value, str):
+            event_dict[key] = scrub_text(value)
+    return event_dict
+
+
+#: Runs after the others: exceptions are rendered to text first, so that text is scrubbed too.
+SCRUBBING_PROCESSORS: list[structlog.types.Processor] = [
+    _hide_sql_parameters,
+    structlog.processors.format_exc_info,
+    redact_secrets,
+]
 
 
 def configure_logging(settings: Settings) -> None:
@@ -36,7 +100,7 @@ def configure_logging(settings: Settings) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _redact_secrets,
+        *SCRUBBING_PROCESSORS,
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
@@ -51,7 +115,6 @@ def configure_logging(settings: Settings) -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if use_json else _identity,
             renderer,
         ],
     )
@@ -69,9 +132,3 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level.upper())
     # uvicorn's access log would duplicate our one summary line per request.
     logging.getLogger("uvicorn.access").disabled = True
-
-
-def _identity(
-    _logger: object, _method: str, event_dict: structlog.types.EventDict
-) -> structlog.types.EventDict:
-    return event_dict

@@ -7,6 +7,7 @@ import hmac
 import time
 from urllib.parse import quote
 
+from ops.secret_keys import MEDIA_URLS, derive_key
 from ops.settings import Settings
 
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
@@ -46,7 +47,14 @@ def verify_media_signature(
 
 def media_signing_secret(settings: Settings) -> bytes:
     """The key that signs /media URLs (the gateway serves them; workers hand them to marketplaces)."""
-    return settings.stoflow_secret_key.get_secret_value().encode()
+    return derive_key(settings.stoflow_secret_key.get_secret_value(), MEDIA_URLS)
+
+
+def media_verification_secrets(settings: Settings) -> list[bytes]:
+    """Keys a /media signature may verify under: each secret of the ring's derived key, then the secret
+    itself, which signed URLs before keys were derived (marketplaces keep listing URLs for years)."""
+    ring = settings.secret_key_ring
+    return [derive_key(secret, MEDIA_URLS) for secret in ring] + [secret.encode() for secret in ring]
 
 
 def image_url(settings: Settings, storage_key: str) -> str:

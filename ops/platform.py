@@ -20,6 +20,10 @@ log = structlog.get_logger(__name__)
 POOLS = ("vinted", "ebay", "etsy", "ai")
 
 
+class UnreadableStoredSecrets(RuntimeError):
+    """Stored marketplace tokens that the configured secrets cannot open: refuse to start."""
+
+
 async def _prepare_database(settings: Settings) -> None:
     from migrations.runner import migrate_all
     from ops.seed import seed_reference_data
@@ -31,6 +35,11 @@ async def _prepare_database(settings: Settings) -> None:
         seeded = await seed_reference_data(database.engine)
     finally:
         await database.dispose()
+    from ops.secret_rotation import unreadable_message, unreadable_stored_tokens
+
+    unreadable = await unreadable_stored_tokens(settings)
+    if unreadable.unreadable:
+        raise UnreadableStoredSecrets(unreadable_message(unreadable))
     log.info(
         "database_ready",
         tenants_upgraded=len(report.upgraded),
@@ -106,7 +115,11 @@ def run_platform(
         configured = settings.model_copy(
             update={"database_url": urls.database_url, "redis_url": urls.redis_url}
         )
-        asyncio.run(_prepare_database(configured))
+        try:
+            asyncio.run(_prepare_database(configured))
+        except UnreadableStoredSecrets as error:
+            print(f"stoflow up: refusing to start: {error}", file=sys.stderr, flush=True)
+            return 2
 
         stoflow = [sys.executable, "-m", "ops"]
         children: list[ChildSpec] = []

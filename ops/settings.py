@@ -5,6 +5,7 @@ Build one `Settings` at each entry point and pass it down; nothing reads the env
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from typing import Literal
 
@@ -36,6 +37,8 @@ class Settings(BaseSettings):
     cors_origins: str = ""
 
     stoflow_secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    #: Earlier STOFLOW_SECRET_KEYs (comma-separated), still read while `stoflow rotate-secret` re-seals.
+    stoflow_old_secret_keys: SecretStr = SecretStr("")
     vinted_rate_limit: int = Field(40, ge=1)
     vinted_rate_window_seconds: int = Field(7200, ge=1)
     #: Seconds a Vinted task may wait for a plugin to claim or report it before its job fails.
@@ -91,8 +94,29 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] | None = None
     log_file: str | None = None
 
-    login_max_failures: int = 10
-    login_failure_window_seconds: int = 900
+    login_max_failures: int = Field(10, ge=1)
+    login_failure_window_seconds: int = Field(900, ge=1)
+    #: Per-client-address limits on login and registration; None: on in production only.
+    client_ip_limits: bool | None = None
+    #: Comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
+    login_ip_limit: int = Field(100, ge=1)
+    login_ip_window_seconds: int = Field(900, ge=1)
+    register_ip_limit: int = Field(10, ge=1)
+    register_ip_window_seconds: int = Field(3600, ge=1)
+    #: Threads that run bcrypt; a login never waits behind image decoding (its own pool below).
+    bcrypt_threads: int = Field(2, ge=1, le=32)
+    #: Threads that decode uploaded images, and the decoded bytes one image may cost.
+    image_decode_threads: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1, le=32)
+    image_decode_max_bytes: int = Field(160 * 1024 * 1024, ge=1024 * 1024)
+    #: Uploads of one tenant decoded at once, per gateway process; more wait their turn.
+    image_uploads_per_tenant: int = Field(2, ge=1, le=64)
+
+    #: Retention: how often the dispatcher purges, what it keeps, and rows deleted per transaction.
+    retention_interval_seconds: int = Field(3600, ge=1)
+    login_session_retention_days: int = Field(30, ge=1)
+    plugin_task_retention_days: int = Field(7, ge=1)
+    retention_batch_size: int = Field(1000, ge=1, le=100_000)
 
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
@@ -112,6 +136,23 @@ class Settings(BaseSettings):
                     "images from it, and eBay refuses picture URLs that are not HTTPS"
                 )
         return self
+
+    @property
+    def secret_key_ring(self) -> list[str]:
+        """The current STOFLOW_SECRET_KEY first, then the old ones still accepted for reading."""
+        old = [key.strip() for key in self.stoflow_old_secret_keys.get_secret_value().split(",")]
+        current = self.stoflow_secret_key.get_secret_value()
+        return [current, *(key for key in old if key and key != current)]
+
+    @property
+    def client_ip_limits_enabled(self) -> bool:
+        if self.client_ip_limits is None:
+            return self.stoflow_env == "production"
+        return self.client_ip_limits
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [entry.strip() for entry in self.trusted_proxies.split(",") if entry.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -92,11 +92,6 @@ async def spend_refresh_token(session: AsyncSession, token: RefreshToken) -> Non
     await session.flush()
 
 
-async def revoke_refresh_token(session: AsyncSession, token: RefreshToken) -> None:
-    token.revoked_at = datetime.now(UTC)
-    await session.flush()
-
-
 async def revoke_login_chain(session: AsyncSession, session_id: uuid.UUID) -> None:
     """Kill every refresh token of a login and mark the login compromised (its access tokens die too)."""
     now = datetime.now(UTC)
@@ -113,11 +108,47 @@ async def revoke_login_chain(session: AsyncSession, session_id: uuid.UUID) -> No
 
 
 async def login_session_usable(session: AsyncSession, session_id: uuid.UUID, user_id: int) -> bool:
-    """True when the login exists, belongs to the user and was not found compromised."""
-    row = await session.execute(
-        select(LoginSession.compromised_at).where(
-            LoginSession.id == session_id, LoginSession.user_id == user_id
+    """True when the login exists, belongs to the user, was not ended and was not found compromised."""
+    found = await session.scalar(
+        select(LoginSession.id).where(
+            LoginSession.id == session_id,
+            LoginSession.user_id == user_id,
+            LoginSession.compromised_at.is_(None),
+            LoginSession.ended_at.is_(None),
         )
     )
-    found = row.first()
-    return found is not None and found[0] is None
+    return found is not None
+
+
+async def access_role(
+    session: AsyncSession, *, session_id: uuid.UUID, user_id: int, tenant_id: int | None
+) -> str | None:
+    """The user's role when the token's user, tenant (None: an operator's) and live login all agree, in one
+    query; else None."""
+    role: str | None = await session.scalar(
+        select(User.role)
+        .join(LoginSession, LoginSession.user_id == User.id)
+        .where(
+            LoginSession.id == session_id,
+            User.id == user_id,
+            User.tenant_id.is_(None) if tenant_id is None else User.tenant_id == tenant_id,
+            LoginSession.compromised_at.is_(None),
+            LoginSession.ended_at.is_(None),
+        )
+    )
+    return role
+
+
+async def end_login_session(session: AsyncSession, session_id: uuid.UUID) -> None:
+    """Logout: revoke the login's refresh tokens and refuse its access tokens from now on."""
+    now = datetime.now(UTC)
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.session_id == session_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    await session.execute(
+        update(LoginSession)
+        .where(LoginSession.id == session_id, LoginSession.ended_at.is_(None))
+        .values(ended_at=now)
+    )

@@ -32,8 +32,8 @@ class TenantBase(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def created_at_column() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+def created_at_column(*, index: bool = False) -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False, index=index)
 
 
 def updated_at_column() -> Mapped[datetime]:

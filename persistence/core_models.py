@@ -82,9 +82,11 @@ class LoginSession(CoreBase):
         ForeignKey("public.users.id", ondelete="CASCADE"), nullable=False, index=True
     )
     source: Mapped[str] = mapped_column(String(10), nullable=False)
-    created_at: Mapped[datetime] = created_at_column()
+    created_at: Mapped[datetime] = created_at_column(index=True)
     #: Set when a spent refresh token was presented again: the whole chain is then dead.
     compromised_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Set by logout: the login's refresh and access tokens are refused from then on.
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class RefreshToken(CoreBase):
@@ -119,7 +121,7 @@ class IdempotencyRecord(CoreBase):
     status_code: Mapped[int] = mapped_column(Integer, nullable=False)
     headers: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    created_at: Mapped[datetime] = created_at_column()
+    created_at: Mapped[datetime] = created_at_column(index=True)
 
 
 class TenantWork(CoreBase):

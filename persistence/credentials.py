@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from persistence.core_models import Tenant
+from persistence.tenancy import scope_to_tenant, tenant_schema
 from persistence.tenant_models import MarketplaceCredential
 
 
@@ -49,3 +53,49 @@ async def replace_tokens(session: AsyncSession, platform: str, encrypted_tokens:
 
 async def delete_credential(session: AsyncSession, platform: str) -> None:
     await session.execute(delete(MarketplaceCredential).where(MarketplaceCredential.platform == platform))
+
+
+@dataclass
+class ResealReport:
+    """What a pass over every tenant's stored tokens found."""
+
+    tenants: int = 0
+    resealed: int = 0
+    #: tenant id -> platforms whose tokens no key opens.
+    unreadable: dict[int, list[str]] = field(default_factory=dict)
+
+
+async def reseal_every_tenant(
+    engine: AsyncEngine, prefix: str, reseal: Callable[[bytes], bytes], *, write: bool = True
+) -> ResealReport:
+    """Pass every tenant's sealed tokens through `reseal` (one transaction per tenant, rows locked).
+
+    `reseal` raises ValueError for tokens it cannot open; those are reported and left as they are. With
+    `write=False` nothing is stored: a check that every tenant's tokens can be opened.
+    """
+    report = ResealReport()
+    async with engine.connect() as connection:
+        tenant_ids = list(await connection.scalars(select(Tenant.id).order_by(Tenant.id)))
+    for tenant_id in tenant_ids:
+        async with engine.begin() as connection:
+            await scope_to_tenant(connection, tenant_schema(prefix, tenant_id))
+            rows = await connection.execute(
+                select(
+                    MarketplaceCredential.platform, MarketplaceCredential.encrypted_tokens
+                ).with_for_update()
+            )
+            for platform, sealed in rows.all():
+                try:
+                    resealed = reseal(sealed)
+                except ValueError:
+                    report.unreadable.setdefault(tenant_id, []).append(platform)
+                    continue
+                if write:
+                    await connection.execute(
+                        update(MarketplaceCredential)
+                        .where(MarketplaceCredential.platform == platform)
+                        .values(encrypted_tokens=resealed)
+                    )
+                    report.resealed += 1
+        report.tenants += 1
+    return report

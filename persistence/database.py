@@ -55,6 +55,8 @@ def connect_database(url: str, *, pool_size: int = 10, max_overflow: int = 10) -
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=10,
+        # Statement parameters (password hashes, tokens) never travel in an error's text or a log line.
+        hide_parameters=True,
         connect_args={
             # A dead server must not hang a request forever.
             "timeout": 5,

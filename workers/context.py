@@ -72,6 +72,6 @@ async def build_worker_app(settings: Settings, platform: str, concurrency: int) 
         db=database,
         redis=Redis.from_url(settings.required_redis_url, socket_timeout=5, socket_connect_timeout=2),
         http=httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)),
-        box=SecretsBox(settings.stoflow_secret_key.get_secret_value()),
+        box=SecretsBox.from_settings(settings),
         mappings=await load_mappings(database),
     )

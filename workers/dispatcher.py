@@ -28,8 +28,9 @@ from redis.asyncio import Redis
 from domain.jobs import Platform, job_id_for_arq
 from ops import metrics_store
 from ops.settings import Settings
-from persistence import queue
+from persistence import queue, retention
 from persistence.database import Database, connect_database
+from persistence.retention import RetentionReport
 from persistence.tenancy import tenant_transaction
 from workers.pool import queue_name
 
@@ -233,9 +234,37 @@ class Dispatcher:
         """Ask `run` to finish the hand-off in flight and return."""
         self._stopping.set()
 
+    async def purge_expired(self) -> RetentionReport:
+        """One retention pass (idempotency records, old login sessions, finished plugin tasks)."""
+        report = await retention.purge_expired(
+            self.db.engine,
+            self.settings.tenant_schema_prefix,
+            login_session_age=timedelta(days=self.settings.login_session_retention_days),
+            plugin_task_age=timedelta(days=self.settings.plugin_task_retention_days),
+            batch_size=self.settings.retention_batch_size,
+        )
+        log.info(
+            "retention_purged",
+            deleted=report.deleted,
+            batches=report.batches,
+            failed_tenants=report.failed_tenants[:20],
+            longest_batch_ms=round(report.longest_batch_seconds * 1000, 1),
+        )
+        return report
+
+    async def _retain(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.purge_expired()
+            except Exception:
+                log.warning("retention_failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.retention_interval_seconds)
+
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen())
         handler = asyncio.create_task(self._handle_notifications())
+        retainer = asyncio.create_task(self._retain())
         try:
             while not self._stopping.is_set():
                 try:
@@ -246,6 +275,9 @@ class Dispatcher:
                     await asyncio.wait_for(self._stopping.wait(), self.sweep_seconds)
         finally:
             listener.cancel()
+            retainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retainer
             # A hand-off cut mid-flight would leave a half-open Redis connection: let it finish.
             self._notifications.put_nowait(None)
             with contextlib.suppress(asyncio.CancelledError):

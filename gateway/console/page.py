@@ -133,7 +133,9 @@ async def log_in(
 ) -> Response:
     """Log an operator in through the API's own login, then keep its token in an HttpOnly cookie."""
     try:
-        tokens = await api_login(LoginRequest(email=email, password=password), services, session, "web")
+        tokens = await api_login(
+            LoginRequest(email=email, password=password), request, services, session, "web"
+        )
         claims = await claims_of(tokens.access_token, services, session)
     except (DomainError, ProblemError, ValueError) as error:
         message = error.detail if isinstance(error, ProblemError) else "The email or the password is wrong."

@@ -8,7 +8,7 @@ import uuid
 from typing import Literal, NoReturn
 
 import structlog
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.exc import IntegrityError
 
 from domain.errors import EmailTaken, InvalidCredentials, TenantLimitReached
@@ -64,14 +64,35 @@ async def _revoke_reused_chain(session: PublicSession, session_id: uuid.UUID, us
     raise ProblemError(401, "token_reused", "This refresh token was already used; please log in again.")
 
 
+async def _refuse_if_client_limited(request: Request, services: GatewayServices, action: str) -> None:
+    """429 `too_many_requests` when this client address has used up its attempts at `action`."""
+    peer = request.client.host if request.client else None
+    wait = await services.client_limiter.wait_for(action, peer, request.headers.get("x-forwarded-for"))
+    if wait:
+        log.warning("client_limited", action=action)
+        raise ProblemError(
+            429,
+            "too_many_requests",
+            "Too many attempts from this address; try again later.",
+            headers={"Retry-After": str(wait)},
+        )
+
+
 @router.post(
     "/register",
     status_code=201,
-    responses={409: {"description": "email_taken"}, 503: {"description": "tenant_limit_reached"}},
+    responses={
+        409: {"description": "email_taken"},
+        429: {"description": "too_many_requests: too many registrations from this client address"},
+        503: {"description": "tenant_limit_reached"},
+    },
 )
-async def register(body: RegisterRequest, services: Services, session: PublicSession) -> RegisterResponse:
+async def register(
+    body: RegisterRequest, request: Request, services: Services, session: PublicSession
+) -> RegisterResponse:
     """Create a tenant, its schema and its admin user, all in one transaction."""
     settings = services.settings
+    await _refuse_if_client_limited(request, services, "register")
     if await accounts.email_registered(session, body.email):
         raise EmailTaken("An account with this email already exists.", field="email")
     password_hash = await services.passwords.hash(body.password)
@@ -111,30 +132,37 @@ async def register(body: RegisterRequest, services: Services, session: PublicSes
 
 @router.post(
     "/login",
-    responses={401: {"description": "invalid_credentials"}, 429: {"description": "too_many_attempts"}},
+    responses={
+        401: {"description": "invalid_credentials"},
+        429: {"description": "too_many_attempts (this email), or too_many_requests (this client address)"},
+    },
 )
 async def login(
     body: LoginRequest,
+    request: Request,
     services: Services,
     session: PublicSession,
     source: Literal["web", "plugin", "mobile"] = Query("web", description="Which client logs in."),
 ) -> TokenPair:
     """Exchange email and password for a token pair."""
-    wait = await services.login_throttle.retry_after(body.email)
-    if wait:
+    await _refuse_if_client_limited(request, services, "login")
+    # The attempt is reserved before the password is checked: concurrent guesses cannot outrun the limit.
+    attempt = await services.login_throttle.reserve(body.email)
+    if not attempt.granted:
         raise ProblemError(
             429,
             "too_many_attempts",
             "Too many failed logins for this email; try again later.",
-            headers={"Retry-After": str(wait)},
+            headers={"Retry-After": str(attempt.wait)},
         )
     user = await accounts.find_user_by_email(session, body.email)
     valid = await services.passwords.verify(body.password, user.password_hash if user else None)
     if user is None or not valid:
-        await services.login_throttle.record_failure(body.email)
-        # A random pause blurs whatever timing difference is left between the two failure paths.
+        # The reservation stays: it is the recorded failure. A random pause blurs whatever timing
+        # difference is left between the two failure paths.
         await asyncio.sleep(0.1 + secrets.randbelow(200) / 1000)
         raise InvalidCredentials("The email or the password is wrong.")
+    await services.login_throttle.succeeded(attempt)
     login_session = await accounts.start_login_session(session, user.id, source)
     return await _issue_pair(services, session, user, login_session.id)
 
@@ -177,8 +205,7 @@ async def logout(
         raise ProblemError(401, "invalid_token", _INVALID_REFRESH)
     if token.spent_at is not None:
         await _revoke_reused_chain(session, claims.session_id, claims.user_id)
-    if token.revoked_at is None:
-        await accounts.revoke_refresh_token(session, token)
+    await accounts.end_login_session(session, claims.session_id)
     return Response(status_code=204)
 
 

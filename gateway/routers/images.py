@@ -26,11 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.lifecycle import ProductStatus
 from gateway.dependencies import CurrentPrincipal, Services, TenantSession, UnitOfWorkRoute
 from gateway.problems import ProblemError
+from gateway.request_input import parse_path_id
+from gateway.services import GatewayServices
 from ops.image_processing import (
     MAX_UPLOAD_BYTES,
     ImageRejected,
     ImageTooLarge,
-    normalise_image,
 )
 from ops.media_storage import (
     InvalidMediaKey,
@@ -41,20 +42,21 @@ from ops.media_storage import (
     check_key,
     product_image_key,
 )
-from ops.media_urls import image_url, media_signing_secret, verify_media_signature
+from ops.media_urls import image_url, media_verification_secrets, verify_media_signature
 from ops.settings import Settings
+from persistence.tenancy import scope_to_tenant, tenant_schema
 from persistence.tenant_models import Product, ProductImage
 
 log = structlog.get_logger(__name__)
 
 MAX_IMAGES_PER_PRODUCT: Final = 20
 MAX_DISPLAY_ORDER: Final = 1_000_000
-_MAX_INT_ID: Final = 2**31 - 1  # ids are PostgreSQL `integer`
 # Marketplaces may fetch an image many times while listing; its bytes never change under a key.
 _MEDIA_CACHE_SECONDS: Final = 24 * 3600
 
 _EXPIRES: Final = re.compile(r"[0-9]{1,12}")
 _SIGNATURE: Final = re.compile(r"[0-9a-f]{64}")  # a hex SHA-256 HMAC, as ops.media_urls writes it
+_KEY_OWNER: Final = re.compile(r"t([1-9][0-9]{0,9})/p([1-9][0-9]{0,9})/")
 
 router = APIRouter(tags=["catalogue"], route_class=UnitOfWorkRoute)
 media_router = APIRouter(tags=["media"])
@@ -97,9 +99,10 @@ def _not_found(what: str = "product") -> ProblemError:
 
 def _parse_id(raw: str, what: str) -> int:
     """Path ids are positive PostgreSQL integers; anything else is simply not one of ours."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or not 0 < int(raw) <= _MAX_INT_ID:
+    parsed = parse_path_id(raw)
+    if parsed is None:
         raise _not_found(what)
-    return int(raw)
+    return parsed
 
 
 async def _product_status(session: AsyncSession, product_id: int, *, lock: bool) -> str:
@@ -189,7 +192,7 @@ async def upload_product_image(
 
     data = await file.read(MAX_UPLOAD_BYTES + 1)
     try:
-        image = await asyncio.to_thread(normalise_image, data)
+        image = await services.images.normalise(principal.tenant_id, data)
     except ImageRejected as rejected:
         code_status = 413 if isinstance(rejected, ImageTooLarge) else 415
         raise ProblemError(code_status, rejected.code, rejected.detail) from None
@@ -256,6 +259,28 @@ def _forbidden() -> ProblemError:
     return ProblemError(403, "invalid_signature", "The media URL is invalid or has expired.")
 
 
+async def _image_is_live(services: GatewayServices, key: str) -> bool:
+    """True while the image's row exists and its product is not deleted: a signature outlives neither."""
+    owner = _KEY_OWNER.match(key)
+    if owner is None:
+        return False
+    tenant_id, product_id = (parse_path_id(part) for part in owner.groups())
+    if tenant_id is None or product_id is None:
+        return False
+    async with services.db.session_factory() as session, session.begin():
+        await scope_to_tenant(session, tenant_schema(services.settings.tenant_schema_prefix, tenant_id))
+        found = await session.scalar(
+            select(ProductImage.id)
+            .join(Product, Product.id == ProductImage.product_id)
+            .where(
+                ProductImage.storage_key == key,
+                Product.id == product_id,
+                Product.deleted_at.is_(None),
+            )
+        )
+    return found is not None
+
+
 # HEAD answers like GET (some fetchers probe first); kept out of the schema: one operation per function.
 @media_router.head("/media/{key:path}", response_class=Response, include_in_schema=False)
 @media_router.get(
@@ -279,10 +304,13 @@ async def get_media(
     # (hmac.compare_digest also raises on non-ASCII text, hence the shape check before it.)
     if expires is None or signature is None or not _EXPIRES.fullmatch(expires):
         raise _forbidden()
-    if not _SIGNATURE.fullmatch(signature) or not verify_media_signature(
-        media_signing_secret(services.settings), key, int(expires), signature
+    if not _SIGNATURE.fullmatch(signature) or not any(
+        verify_media_signature(secret, key, int(expires), signature)
+        for secret in media_verification_secrets(services.settings)
     ):
         raise _forbidden()
+    if not await _image_is_live(services, key):
+        raise _not_found("image")
     try:
         data = await asyncio.to_thread(storage.get, check_key(key))
     except InvalidMediaKey:

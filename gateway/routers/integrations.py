@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Response
@@ -12,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from domain.errors import Conflict, NotFound
 from gateway import publishing
 from gateway.dependencies import CurrentPrincipal, Services, TenantSession, UnitOfWorkRoute
+from gateway.request_input import parse_path_id
 from gateway.schemas.integrations import (
     EbayConnection,
     EtsyConnection,
@@ -26,11 +26,9 @@ from persistence.tenant_models import VintedAccount
 
 router = APIRouter(prefix="/api/integrations", tags=["integrations"], route_class=UnitOfWorkRoute)
 
-_ID = re.compile(r"^[1-9][0-9]{0,9}$")
-
 
 def _box(services: Services) -> SecretsBox:
-    return SecretsBox(services.settings.stoflow_secret_key.get_secret_value())
+    return SecretsBox.from_settings(services.settings)
 
 
 async def _connect(
@@ -124,9 +122,10 @@ async def list_vinted_accounts(session: TenantSession) -> VintedAccounts:
 
 
 async def account_id_of(account_id: Annotated[str, Path(description="The Vinted account's id.")]) -> int:
-    if not _ID.fullmatch(account_id):
+    parsed = parse_path_id(account_id)
+    if parsed is None:
         raise NotFound("No such Vinted account.")
-    return int(account_id)
+    return parsed
 
 
 AccountId = Annotated[int, Depends(account_id_of)]

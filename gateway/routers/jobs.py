@@ -15,6 +15,7 @@ from gateway import publishing
 from gateway.dependencies import CurrentPrincipal, Services, TenantSession, UnitOfWorkRoute
 from gateway.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorCodec
 from gateway.problems import ProblemError
+from gateway.request_input import IntId
 from gateway.schemas.jobs import JobOut, JobPage
 from persistence import queue
 from persistence.tenant_models import QueueJob
@@ -53,12 +54,12 @@ async def list_jobs(
     status: JobStatus | None = None,
     platform: Annotated[str | None, Query(pattern="^(vinted|ebay|etsy|ai)$")] = None,
     action: JobAction | None = None,
-    product_id: Annotated[int | None, Query(ge=1)] = None,
+    product_id: Annotated[IntId | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> JobPage:
     """Jobs, newest first, with filters."""
-    codec = CursorCodec(services.settings.stoflow_secret_key.get_secret_value().encode())
+    codec = CursorCodec.from_settings(services.settings)
     statement = select(QueueJob)
     if cursor is not None:
         position = codec.decode(cursor)

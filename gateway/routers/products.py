@@ -26,6 +26,7 @@ from gateway import publishing
 from gateway.dependencies import CurrentPrincipal, Services, TenantSession, UnitOfWorkRoute
 from gateway.pagination import Page
 from gateway.problems import ProblemError
+from gateway.request_input import parse_path_id
 from gateway.schemas.products import (
     ImageOut,
     ListingOut,
@@ -46,8 +47,6 @@ from persistence.tenant_models import Product
 
 router = APIRouter(prefix="/api/products", tags=["catalogue"], route_class=UnitOfWorkRoute)
 
-_ID_PATTERN = re.compile(r"^[1-9][0-9]{0,9}$")
-_MAX_ID = 2**31 - 1  # products.id is a PostgreSQL integer
 _ENTITY_TAG = re.compile(r'^(?:W/)?"([0-9]{1,10})"$')
 _NOT_FOUND = "No such product."
 
@@ -60,9 +59,10 @@ IfMatch = Annotated[
 
 async def product_id_of(product_id: Annotated[str, Path(description="The product's integer id.")]) -> int:
     """Parse the path id; anything that cannot be one of our ids is simply not found."""
-    if not _ID_PATTERN.fullmatch(product_id) or int(product_id) > _MAX_ID:
+    parsed = parse_path_id(product_id)
+    if parsed is None:
         raise NotFound(_NOT_FOUND)
-    return int(product_id)
+    return parsed
 
 
 ProductId = Annotated[int, Depends(product_id_of)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Depends, Path
 from domain.errors import NotFound
 from gateway import publishing
 from gateway.dependencies import CurrentPrincipal, TenantSession, UnitOfWorkRoute
+from gateway.request_input import parse_path_id
 from gateway.schemas.jobs import (
     HistoryOut,
     JobOut,
@@ -25,7 +25,6 @@ from persistence.tenant_models import Product
 
 router = APIRouter(prefix="/api/products", tags=["publications"], route_class=UnitOfWorkRoute)
 
-_ID = re.compile(r"^[1-9][0-9]{0,9}$")
 _COMMAND_ERRORS: dict[int | str, dict[str, str]] = {
     404: {"description": "not_found"},
     409: {"description": "invalid_state, out_of_stock, platform_not_connected, already_listed or not_listed"},
@@ -35,9 +34,10 @@ _COMMAND_ERRORS: dict[int | str, dict[str, str]] = {
 
 
 async def _product_id(product_id: Annotated[str, Path(description="The product's integer id.")]) -> int:
-    if not _ID.fullmatch(product_id) or int(product_id) > 2**31 - 1:
+    parsed = parse_path_id(product_id)
+    if parsed is None:
         raise NotFound("No such product.")
-    return int(product_id)
+    return parsed
 
 
 ProductId = Annotated[int, Depends(_product_id)]

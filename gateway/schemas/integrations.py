@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from gateway.request_input import BigId
 
 Token = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
 Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -26,18 +28,16 @@ class EbayConnection(BaseModel):
 class EtsyConnection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    shop_id: Annotated[int, Field(ge=1)] | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+    shop_id: BigId | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
     access_token: Token
     refresh_token: Token
-    shipping_profile_id: (
-        Annotated[int, Field(ge=1)] | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
-    )
+    shipping_profile_id: BigId | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
 
 
 class VintedAccountIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    vinted_user_id: Annotated[int, Field(ge=1)] | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+    vinted_user_id: BigId | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
     username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 

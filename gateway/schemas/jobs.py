@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.request_input import IntId
 from persistence.tenant_models import PlatformListing, PublicationHistory, QueueJob
 
 MarketplaceName = Literal["vinted", "ebay", "etsy"]
@@ -95,7 +96,7 @@ class PublishRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     platforms: list[MarketplaceName] = Field(min_length=1, max_length=3)
-    vinted_account_id: int | None = Field(default=None, ge=1)
+    vinted_account_id: IntId | None = None
 
 
 class ImportRequest(BaseModel):

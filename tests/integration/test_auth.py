@@ -319,3 +319,68 @@ async def test_nine_failures_still_let_the_right_password_in(client: httpx.Async
     await _fail_logins(client, [email] * 9)
     response = await login(client, email)
     assert response.status_code == 200, response.text
+
+
+async def test_sixty_concurrent_guesses_check_at_most_ten_passwords(client: httpx.AsyncClient) -> None:
+    email = unique_email("race")
+    await register(client, email)
+    guesses = ["wrong password!"] * 59 + [PASSWORD]
+    responses = await asyncio.gather(*(login(client, email, guess) for guess in guesses))
+    statuses = [response.status_code for response in responses]
+    checked = [status for status in statuses if status != 429]
+    assert len(checked) <= 10, statuses
+    assert statuses.count(429) >= 50
+    assert set(checked) <= {200, 401}
+    for response in responses:
+        if response.status_code == 429:
+            _assert_throttled(response)
+
+
+async def test_a_right_password_does_not_use_up_the_email_budget(client: httpx.AsyncClient) -> None:
+    email = unique_email("steady")
+    await register(client, email)
+    for _ in range(12):
+        assert (await login(client, email)).status_code == 200
+
+
+async def test_per_client_limits_on_registration_and_login(migrated: Settings) -> None:
+    """Off by default outside production; enabled here, behind a trusted proxy that names the client."""
+    limited = migrated.model_copy(
+        update={
+            "client_ip_limits": True,
+            "trusted_proxies": "127.0.0.1",
+            "register_ip_limit": 2,
+            "login_ip_limit": 3,
+        }
+    )
+    async with app_client(limited) as http:
+        first = {"X-Forwarded-For": "203.0.113.5"}
+        second = {"X-Forwarded-For": "203.0.113.6"}
+        emails = []
+        for _ in range(2):
+            email = unique_email("ip")
+            emails.append(email)
+            response = await http.post(
+                "/api/auth/register", json={"email": email, "password": PASSWORD}, headers=first
+            )
+            assert response.status_code == 201, response.text
+        refused = await http.post(
+            "/api/auth/register", json={"email": unique_email("ip"), "password": PASSWORD}, headers=first
+        )
+        body = assert_problem(refused, 429, "too_many_requests")
+        assert int(refused.headers["retry-after"]) > 0
+        assert "203.0.113.5" not in str(body)
+        other = await http.post(
+            "/api/auth/register", json={"email": unique_email("ip"), "password": PASSWORD}, headers=second
+        )
+        assert other.status_code == 201, other.text
+
+        credentials = {"email": emails[0], "password": PASSWORD}
+        for _ in range(3):
+            response = await http.post("/api/auth/login", json=credentials, headers=first)
+            assert response.status_code == 200, response.text
+        assert_problem(
+            await http.post("/api/auth/login", json=credentials, headers=first), 429, "too_many_requests"
+        )
+        ok = await http.post("/api/auth/login", json=credentials, headers=second)
+        assert ok.status_code == 200, ok.text

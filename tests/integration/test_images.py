@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import struct
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +19,7 @@ from fastapi import FastAPI
 from PIL import Image
 
 from ops.media_storage import LocalMediaStorage
-from ops.media_urls import signed_media_url
+from ops.media_urls import media_signing_secret, signed_media_url
 from ops.settings import Settings, to_asyncpg_url
 from tests.support import assert_problem, bearer, register
 
@@ -451,7 +453,7 @@ async def test_signed_url_is_public_but_expires_and_cannot_be_forged(
     key = await db.fetchval(
         f'SELECT storage_key FROM "{tenant.schema}".product_images WHERE id = $1', image["id"]
     )
-    secret = migrated.stoflow_secret_key.get_secret_value().encode()
+    secret = media_signing_secret(migrated)
     parts = urlsplit(image["url"])
     query = dict(pair.split("=", 1) for pair in parts.query.split("&"))
     other_key = f"t{tenant.tenant_id}/p{product_id}/{uuid.uuid4().hex}.jpg"
@@ -512,3 +514,53 @@ async def test_openapi_documents_the_image_routes(http: httpx.AsyncClient) -> No
     assert "post" in paths["/api/products/{product_id}/images"]
     assert "delete" in paths["/api/products/{product_id}/images/{image_id}"]
     assert "get" in paths["/media/{key}"]
+
+
+def sixteen_bit_png(width: int, height: int, colour_type: int) -> bytes:
+    """A tiny PNG declaring a huge 16-bit image (one repeated row compresses to almost nothing)."""
+    channels = {0: 1, 2: 3, 6: 4}[colour_type]
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    row = b"\0" + b"\x12\x34" * (width * channels)
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+async def test_a_small_file_declaring_too_many_decoded_bytes_is_too_large(
+    http: httpx.AsyncClient, db: asyncpg.Connection, migrated: Settings
+) -> None:
+    tenant = await new_tenant(http, migrated)
+    product_id = await create_product(http, db, tenant)
+    data = sixteen_bit_png(6000, 6000, colour_type=6)  # 36 MP of 8 bytes: 288 MB decoded
+    assert len(data) < 1_000_000
+    response = await upload(http, tenant, product_id, data, filename="x.png", content_type="image/png")
+    body = assert_problem(response, 413, "too_large")
+    assert "decode" in body["detail"]
+
+
+async def test_a_sixteen_bit_greyscale_png_under_the_caps_is_normalised(
+    http: httpx.AsyncClient, db: asyncpg.Connection, migrated: Settings
+) -> None:
+    tenant = await new_tenant(http, migrated)
+    product_id = await create_product(http, db, tenant)
+    data = sixteen_bit_png(3000, 2000, colour_type=0)
+    response = await upload(http, tenant, product_id, data, filename="x.png", content_type="image/png")
+    assert response.status_code == 201, response.text
+    assert (response.json()["width"], response.json()["height"]) == (1600, 1067)
+
+
+async def test_signed_urls_die_with_their_product(
+    http: httpx.AsyncClient, db: asyncpg.Connection, migrated: Settings
+) -> None:
+    tenant = await new_tenant(http, migrated)
+    product_id = await create_product(http, db, tenant)
+    image = (await upload(http, tenant, product_id, small_jpeg())).json()
+    assert (await fetch_media(http, image["url"])).status_code == 200
+    deleted = await http.delete(f"/api/products/{product_id}", headers=tenant.headers)
+    assert deleted.status_code == 204, deleted.text
+    assert_problem(await fetch_media(http, image["url"]), 404, "not_found")

@@ -234,3 +234,44 @@ async def test_bearer_scheme_is_case_insensitive(client: httpx.AsyncClient) -> N
     tokens = await register(client)
     response = await client.get("/api/auth/me", headers={"Authorization": f"bearer {tokens['access_token']}"})
     assert response.status_code == 200, response.text
+
+
+# --- the token's user, tenant and login are checked per request --------------------------------------
+
+
+async def test_a_validly_signed_token_naming_another_tenant_is_refused(
+    client: httpx.AsyncClient, migrated: Settings
+) -> None:
+    """Whoever holds the signing key still cannot point a user's token at another tenant's schema."""
+    mine, victim = await register(client), await register(client)
+    claims = {**_claims_of(mine["access_token"]), "tenant_id": victim["user"]["tenant_id"]}
+    minted = _sign(claims, migrated.jwt_secret_key.get_secret_value())
+    assert_problem(await _me(client, minted), 401, "invalid_token")
+    listed = await client.get("/api/products", headers={"Authorization": f"Bearer {minted}"})
+    assert_problem(listed, 401, "invalid_token")
+    # The untouched token still works.
+    assert (await _me(client, mine["access_token"])).status_code == 200
+
+
+async def test_logout_refuses_that_logins_access_tokens_at_once(client: httpx.AsyncClient) -> None:
+    tokens = await register(client)
+    other_login = (await login(client, tokens["user"]["email"])).json()
+    response = await client.post(
+        "/api/auth/logout", json={"refresh_token": tokens["refresh_token"]}, headers=bearer(tokens)
+    )
+    assert response.status_code == 204, response.text
+    assert_problem(await _me(client, tokens["access_token"]), 401, "invalid_token")
+    # Another login of the same user lives on.
+    assert (await _me(client, other_login["access_token"])).status_code == 200
+
+
+async def test_an_idempotent_replay_is_refused_to_a_revoked_token(client: httpx.AsyncClient) -> None:
+    tokens = await register(client)
+    keyed = {**bearer(tokens), "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+    body = {"title": "Veste", "price": "20.00"}
+    first = await client.post("/api/products", json=body, headers=keyed)
+    assert first.status_code == 201, first.text
+    await client.post(
+        "/api/auth/logout", json={"refresh_token": tokens["refresh_token"]}, headers=bearer(tokens)
+    )
+    assert_problem(await client.post("/api/products", json=body, headers=keyed), 401, "invalid_token")
