@@ -41,7 +41,7 @@ from domain.jobs import (
     Transition,
     transition,
 )
-from persistence import listings
+from persistence import directory, listings
 from persistence.tenant_models import QueueJob
 
 NOTIFY_CHANNEL = "stoflow_jobs"
@@ -315,6 +315,8 @@ async def _apply_effects(
             data=landed.data,
             published=True,
         )
+        if landed.external_id is not None:
+            await directory.register(session, tenant_id, row.platform, "listing", landed.external_id)
     if Effect.LISTING_SYNCED in effects:
         await listings.set_listing_state(session, product_id, row.platform, "live", data=landed.data)
     if Effect.LISTING_ENDED in effects:
