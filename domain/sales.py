@@ -6,9 +6,11 @@ nothing and the product is oversold (two marketplaces sold the last unit before 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class SaleSource(StrEnum):
@@ -66,3 +68,48 @@ def sale_key(order_id: str, line_id: str | None, lines_in_order: int) -> str:
     if lines_in_order <= 1 or not line_id:
         return order_id
     return f"{order_id}/{line_id}"
+
+
+def _quantity(value: object) -> int:
+    return value if isinstance(value, int) and value > 0 else 1
+
+
+def ebay_order_lines(order: Mapping[str, Any]) -> list[OrderLine]:
+    """The lines of an eBay order (a notification's `data`, or one order of getOrders)."""
+    order_id = str(order.get("orderId") or "")
+    items = order.get("lineItems")
+    if not order_id or not isinstance(items, list):
+        return []
+    return [
+        OrderLine(
+            platform="ebay",
+            external_id=str(item["legacyItemId"]),
+            order_id=sale_key(order_id, str(item.get("lineItemId") or ""), len(items)),
+            quantity=_quantity(item.get("quantity")),
+        )
+        for item in items
+        if isinstance(item, Mapping) and item.get("legacyItemId")
+    ]
+
+
+def etsy_receipt_lines(receipt: Mapping[str, Any]) -> list[OrderLine]:
+    """The lines of a paid Etsy receipt (getShopReceipts); an unpaid one sells nothing yet."""
+    receipt_id = str(receipt.get("receipt_id") or "")
+    transactions = receipt.get("transactions")
+    if not receipt_id or not isinstance(transactions, list) or receipt.get("is_paid") is False:
+        return []
+    return [
+        OrderLine(
+            platform="etsy",
+            external_id=str(line["listing_id"]),
+            order_id=sale_key(receipt_id, str(line.get("transaction_id") or ""), len(transactions)),
+            quantity=_quantity(line.get("quantity")),
+        )
+        for line in transactions
+        if isinstance(line, Mapping) and line.get("listing_id")
+    ]
+
+
+def announced_by(line: OrderLine, hints: list[str]) -> bool:
+    """Whether a webhook announced this line's order (its key before any `/line` suffix)."""
+    return line.order_id.split("/", 1)[0] in hints

@@ -23,7 +23,7 @@ import structlog
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.sales import OrderLine, SaleSource, sale_key
+from domain.sales import OrderLine, SaleSource, ebay_order_lines
 from gateway.dependencies import Services
 from gateway.ebay_keys import EbayKeyring, KeyUnavailable, KeyUnknown
 from gateway.problems import ProblemError
@@ -97,28 +97,6 @@ async def ebay_challenge(
         challenge_code, settings.ebay_verification_token.get_secret_value(), settings.ebay_webhook_endpoint
     )
     return {"challengeResponse": answer}
-
-
-def ebay_order_lines(data: dict[str, Any]) -> list[OrderLine]:
-    """The lines of an eBay order (a notification's `data`, or a getOrders order)."""
-    order_id = str(data.get("orderId") or "")
-    items = data.get("lineItems")
-    if not order_id or not isinstance(items, list):
-        return []
-    lines = []
-    for item in items:
-        if not isinstance(item, dict) or not item.get("legacyItemId"):
-            continue
-        quantity = item.get("quantity", 1)
-        lines.append(
-            OrderLine(
-                platform="ebay",
-                external_id=str(item["legacyItemId"]),
-                order_id=sale_key(order_id, str(item.get("lineItemId") or ""), len(items)),
-                quantity=quantity if isinstance(quantity, int) and quantity > 0 else 1,
-            )
-        )
-    return lines
 
 
 async def _record_lines(services: GatewayServices, lines: list[OrderLine]) -> None:
