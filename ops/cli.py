@@ -124,12 +124,21 @@ def worker(
 def sandbox(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8900,
+    webhook_url: Annotated[
+        str | None, typer.Option(help="The gateway's base URL the sandbox sends marketplace webhooks to.")
+    ] = None,
 ) -> None:
     """Serve the marketplace sandbox (fake eBay, Etsy and Vinted)."""
     from ops.sandbox.server import serve
 
-    configure_logging(Settings())
-    serve(host=host, port=port)
+    settings = Settings()
+    configure_logging(settings)
+    serve(
+        host=host,
+        port=port,
+        webhook_url=webhook_url or settings.sandbox_webhook_url,
+        etsy_webhook_secret=settings.etsy_webhook_secret.get_secret_value(),
+    )
 
 
 @app.command()

@@ -119,7 +119,9 @@ def run_platform(
             if sandbox_port == 0:
                 sandbox_port = free_port()
             sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-            children.append(ChildSpec("sandbox", [*stoflow, "sandbox", "--port", str(sandbox_port)]))
+            # The sandbox sends its webhooks (signed as the real ones) to the gateway it runs with.
+            sandbox_args = ["sandbox", "--port", str(sandbox_port), "--webhook-url", f"http://{host}:{port}"]
+            children.append(ChildSpec("sandbox", [*stoflow, *sandbox_args]))
             env.setdefault("EBAY_API_BASE", settings.ebay_api_base or sandbox_url)
             env.setdefault("ETSY_API_BASE", settings.etsy_api_base or sandbox_url)
             env.setdefault("VINTED_API_BASE", settings.vinted_api_base or sandbox_url)

@@ -256,7 +256,9 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
 
-def create_sandbox_app(*, strict: bool = True, webhook_url: str | None = None) -> FastAPI:
+def create_sandbox_app(
+    *, strict: bool = True, webhook_url: str | None = None, etsy_webhook_secret: str | None = None
+) -> FastAPI:
     """Build a fresh sandbox with empty state and no faults; `strict=False` only logs contract violations.
 
     `webhook_url`: where the sandbox sends marketplace webhooks (the gateway's base URL; None: none sent).
@@ -272,6 +274,8 @@ def create_sandbox_app(*, strict: bool = True, webhook_url: str | None = None) -
     app.state.sandbox = state
     app.state.faults = faults
     app.state.webhooks = sales.WebhookConfig(url=webhook_url)
+    if etsy_webhook_secret:
+        app.state.webhooks.etsy_secret = etsy_webhook_secret
     app.include_router(_control_router(state, faults))
     app.include_router(sales.control)
     app.include_router(sales.router)

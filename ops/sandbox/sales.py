@@ -34,7 +34,7 @@ log = structlog.get_logger(__name__)
 
 WebhookMode = Literal["normal", "forged", "duplicated", "off"]
 FULFILLMENT = "/sell/fulfillment/v1"
-_LAST_MODIFIED = re.compile(r"lastmodifieddate:\[([^.\]]*)\.\.([^\]]*)\]")
+_LAST_MODIFIED = re.compile(r"lastmodifieddate:\[(.*?)\.\.(.*?)\]")
 
 
 @dataclass

@@ -7,6 +7,13 @@ import uvicorn
 from ops.sandbox.app import create_sandbox_app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8900) -> None:
-    """Serve a fresh sandbox until interrupted."""
-    uvicorn.run(create_sandbox_app(), host=host, port=port, log_level="warning")
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8900,
+    *,
+    webhook_url: str | None = None,
+    etsy_webhook_secret: str | None = None,
+) -> None:
+    """Serve a fresh sandbox until interrupted; webhooks go to `webhook_url` (the gateway) when set."""
+    app = create_sandbox_app(webhook_url=webhook_url, etsy_webhook_secret=etsy_webhook_secret)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
