@@ -109,7 +109,14 @@ async def test_a_sale_seen_by_webhook_takes_the_other_listing_down(
     )
     tenant = await storefront.new_tenant()
     sale, elapsed = await sale_round(storefront, tenant, platform, timeout=30)
-    assert sale["source"] == "webhook"
+    delivered = (await storefront.sandbox.get("/_sandbox/webhooks")).json()["sent"]
+    assert delivered[-1]["path"] == f"/api/webhooks/{platform}" and delivered[-1]["status"] == 204
+    if platform == "ebay":
+        assert sale["source"] == "webhook"  # the notification carries the order
+    else:
+        # Etsy's names only the receipt: it makes the shop's check run at once. With this module's
+        # 2-second check interval the regular check may read the receipt first; either way, seen once.
+        assert sale["source"] in ("webhook", "poll")
     print(f"webhook {platform}: sale -> last delist succeeded in {elapsed:.2f}s")
 
 
