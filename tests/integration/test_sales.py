@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
 
 from domain.sales import SaleSource
 from ops.settings import Settings
@@ -99,6 +101,14 @@ async def _sell(
             source=SaleSource.WEBHOOK,
             quantity=quantity,
         )
+
+
+@pytest.fixture
+async def plugin_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The plugin's own connection."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=40) as http:
+        yield http
 
 
 @pytest.fixture
@@ -222,3 +232,75 @@ async def test_the_oversell_race_fifty_times(
         assert len(await _sales_of(client, headers, product["id"])) == 2
     listed = await client.get("/api/products", params={"limit": 200}, headers=headers)
     assert all(item["oversold"] for item in listed.json()["items"])
+
+
+async def test_a_sale_while_ebay_backs_off_and_the_vinted_task_waits_leaves_neither_live(
+    client: httpx.AsyncClient, plugin_client: httpx.AsyncClient, migrated: Settings, database: Database
+) -> None:
+    """Must-show 2: the eBay publish is between retries, the Vinted create task unclaimed; Etsy sells."""
+    from tests.integration.test_plugin_queue import _vinted_product, _vinted_tenant
+    from workers.errors import TransientPlatformError
+
+    headers, tenant_id, _account = await _vinted_tenant(client)
+    for platform, connection in (("ebay", EBAY_CONNECTION), ("etsy", ETSY_CONNECTION)):
+        await database_tier(database, tenant_id, "pro")
+        response = await client.put(f"/api/integrations/{platform}", json=connection, headers=headers)
+        assert response.status_code == 200, response.text
+    product = await _vinted_product(client, headers)
+    ebay = FakeMarketplace()
+    # eBay answers 503 for a while: the publish waits for its next attempt (backoff), nothing listed.
+    ebay.faults[product["sku"]] = [TransientPlatformError("503 from eBay", retry_after=30.0)]
+    async with (
+        running_pipeline(migrated, "ebay", ebay),
+        running_pipeline(migrated, "etsy", FakeMarketplace()),
+        running_pipeline(migrated, "vinted", None),
+    ):
+        [etsy_job] = (
+            await client.post(
+                f"/api/products/{product['id']}/publications", json={"platforms": ["etsy"]}, headers=headers
+            )
+        ).json()["jobs"]
+        assert (await wait_for_job(client, headers, etsy_job["id"]))["status"] == "succeeded"
+        jobs = (
+            await client.post(
+                f"/api/products/{product['id']}/publications",
+                json={"platforms": ["ebay", "vinted"]},
+                headers=headers,
+            )
+        ).json()["jobs"]
+        by_platform = {job["platform"]: job["id"] for job in jobs}
+        backing_off = await wait_for_job(
+            client,
+            headers,
+            by_platform["ebay"],
+            until=lambda job: job["attempts"] >= 1 and job["next_attempt_at"] is not None,
+        )
+        assert backing_off["status"] in ("pending", "rate_limited", "queued")
+        await wait_for_job(
+            client, headers, by_platform["vinted"], until=lambda job: job["status"] == "waiting_plugin"
+        )
+        detail = (await client.get(f"/api/products/{product['id']}", headers=headers)).json()
+        recorded = await _sell(
+            database, migrated, tenant_id, "etsy", _external_id(detail, "etsy"), f"R-{uuid.uuid4().hex[:6]}"
+        )
+        assert recorded is not None and recorded.created
+        for platform in ("ebay", "vinted"):
+            job = await wait_for_job(client, headers, by_platform[platform])
+            assert job["status"] == "cancelled" and job["error"]["code"] == "product_changed", job
+        poll = await plugin_client.get("/api/plugin/tasks", params={"wait": 0}, headers=headers)
+        assert poll.json() == {"tasks": []}, "the withdrawn Vinted task never reaches the plugin"
+        await asyncio.sleep(1)  # a retry that was due would have run by now
+    after = (await client.get(f"/api/products/{product['id']}", headers=headers)).json()
+    assert after["status"] == "sold"
+    listings = {row["platform"]: row["status"] for row in after["listings"]}
+    assert listings["etsy"] == "sold"
+    assert listings["ebay"] != "live" and listings["vinted"] != "live", listings
+    assert product["sku"] not in ebay.listings, "nothing was ever listed on eBay"
+
+
+async def database_tier(database: Database, tenant_id: int, tier: str) -> None:
+    """Move a tenant to another plan (three platforms need `pro`)."""
+    async with database.session_factory() as session, session.begin():
+        await session.execute(
+            text("UPDATE public.tenants SET tier = :tier WHERE id = :id"), {"tier": tier, "id": tenant_id}
+        )
