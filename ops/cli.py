@@ -158,7 +158,11 @@ def up(
     sandbox_port: Annotated[int, typer.Option(help="Port of the marketplace sandbox.")] = 8900,
     workers_per_pool: Annotated[int, typer.Option(min=1, max=16, help="Worker processes per pool.")] = 1,
     demo: Annotated[
-        bool, typer.Option(help="Also create a demo reseller on the sandbox and run the reference plugin.")
+        bool,
+        typer.Option(
+            help="Show it working: a demo reseller publishes a sample product everywhere on the sandbox, "
+            "sells it on eBay, and the other listings come down (printed as it happens)."
+        ),
     ] = False,
 ) -> None:
     """Run the whole platform: embedded services if no URLs are set, migrate, seed, then supervise."""
