@@ -41,9 +41,7 @@ async def measure(rounds: int, check_interval: int) -> dict[tuple[str, str], lis
     async with claimed_redis() as redis_url, scratch_database() as database_url:
         with (
             tempfile.TemporaryDirectory() as work,
-            PlatformProcesses(
-                database_url, redis_url, Path(work), extra_env={"LOG_LEVEL": "WARNING"}
-            ) as processes,
+            PlatformProcesses(database_url, redis_url, Path(work), ready_timeout=120) as processes,
         ):
             processes.env["SANDBOX_WEBHOOK_URL"] = processes.api_url
             processes.env["SALE_CHECK_INTERVAL_SECONDS"] = str(check_interval)
