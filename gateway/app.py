@@ -29,6 +29,8 @@ from gateway.routers import (
     plugin,
     products,
     publications,
+    sales,
+    webhooks,
 )
 from gateway.services import build_services
 from ops.settings import Settings
@@ -72,6 +74,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(plugin.router)
     app.include_router(ops.router)
     app.include_router(console_page.router)
+    app.include_router(sales.router)
+    app.include_router(webhooks.router)
 
     # Outermost last: context/logging wraps everything, so even a refused body is logged with an id.
     app.add_middleware(ErrorBoundaryMiddleware)

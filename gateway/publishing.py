@@ -17,7 +17,7 @@ from domain.errors import InvalidState, NotFound, OutOfStock, QuotaExceeded
 from domain.jobs import UNFINISHED, JobAction
 from domain.lifecycle import ProductStatus, change_status
 from gateway.problems import ProblemError
-from persistence import ai_credits, listings, queue
+from persistence import ai_credits, listings, queue, sales
 from persistence.core_models import SubscriptionQuota, Tenant
 from persistence.publication_facts import PublicationFacts, lock_publication_facts
 from persistence.tenant_models import (
@@ -261,33 +261,14 @@ async def delist(
 ) -> QueueJob:
     """End a live listing; an unfinished delist of the same listing is returned instead of a second one."""
     listing = await _live_listing(session, product.id, platform)
-    existing = await _unfinished_job(session, product.id, platform, JobAction.DELIST)
-    if existing is not None:
-        return existing
-    payload: dict[str, object] = {"listing_status_after": listing_status_after}
-    if listing.vinted_account_id:
-        payload["vinted_account_id"] = listing.vinted_account_id
-    return await queue.enqueue_job(
-        session,
-        tenant_id=tenant_id,
-        platform=platform,
-        action=JobAction.DELIST,
-        product_id=product.id,
-        payload=payload,
-    )
+    return await sales.enqueue_delist(session, tenant_id, listing, listing_status_after=listing_status_after)
 
 
 async def delist_everywhere(
     session: AsyncSession, tenant_id: int, product: Product, *, except_platform: str | None = None
 ) -> list[QueueJob]:
     """A sold or archived product: a delist job for every other live listing (no double sale)."""
-    jobs = []
-    for listing in await listings.listings_of(session, product.id):
-        if listing.status == "live" and listing.platform != except_platform:
-            jobs.append(await delist(session, tenant_id, product, listing.platform))
-    # Publishes still in flight: cancelled when nothing reached the marketplace, else delisted on landing.
-    await queue.product_gone(session, tenant_id, product.id)
-    return jobs
+    return await sales.end_listings(session, tenant_id, product.id, except_platform=except_platform)
 
 
 async def live_listings(session: AsyncSession, product_id: int) -> list[PlatformListing]:

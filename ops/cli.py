@@ -159,13 +159,22 @@ def worker(
 def sandbox(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8900,
+    webhook_url: Annotated[
+        str | None, typer.Option(help="The gateway's base URL the sandbox sends marketplace webhooks to.")
+    ] = None,
 ) -> None:
     """Serve the marketplace sandbox (fake eBay, Etsy and Vinted)."""
     from ops.sandbox.server import serve
 
     settings = Settings()
     configure_logging(settings)
-    serve(host=host, port=port, allow_http_images=settings.sandbox_allow_http_images)
+    serve(
+        host=host,
+        port=port,
+        allow_http_images=settings.sandbox_allow_http_images,
+        webhook_url=webhook_url or settings.sandbox_webhook_url,
+        etsy_webhook_secret=settings.etsy_webhook_secret.get_secret_value(),
+    )
 
 
 operator_app = typer.Typer(help="Operator accounts (the console at /ops).", no_args_is_help=True)
@@ -207,7 +216,11 @@ def up(
     sandbox_port: Annotated[int, typer.Option(help="Port of the marketplace sandbox.")] = 8900,
     workers_per_pool: Annotated[int, typer.Option(min=1, max=16, help="Worker processes per pool.")] = 1,
     demo: Annotated[
-        bool, typer.Option(help="Also create a demo reseller on the sandbox and run the reference plugin.")
+        bool,
+        typer.Option(
+            help="Show it working: a demo reseller publishes a sample product everywhere on the sandbox, "
+            "sells it on eBay, and the other listings come down (printed as it happens)."
+        ),
     ] = False,
 ) -> None:
     """Run the whole platform: embedded services if no URLs are set, migrate, seed, then supervise."""

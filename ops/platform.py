@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import structlog
 
+from ops.demo import run_demo
 from ops.embedded import free_port
 from ops.service_urls import resolve_service_urls
 from ops.settings import Settings
@@ -64,15 +66,39 @@ DEMO_EMAIL = "demo@stoflow.example"
 DEMO_PASSWORD = "stoflow-demo-password"  # noqa: S105 - a throwaway account on the local sandbox
 
 
-def _prepare_demo(api: str, sandbox: str) -> None:
-    """A demo reseller on the sandbox: eBay and a Vinted member (the free tier allows 2 platforms)."""
+async def _demo_on_pro_plan(settings: Settings) -> None:
+    """The demo reseller publishes to three marketplaces: the `pro` plan (free allows two)."""
+    from sqlalchemy import text
+
+    from persistence.database import connect_database
+
+    database = connect_database(settings.async_database_url, pool_size=1)
+    try:
+        async with database.session_factory() as session, session.begin():
+            await session.execute(
+                text(
+                    "UPDATE public.tenants SET tier = 'pro' WHERE id = "
+                    "(SELECT tenant_id FROM public.users WHERE email = :email)"
+                ),
+                {"email": DEMO_EMAIL},
+            )
+    finally:
+        await database.dispose()
+
+
+def _prepare_demo(api: str, sandbox: str, settings: Settings) -> dict[str, str]:
+    """A demo reseller on the sandbox's eBay seller, Etsy shop and a Vinted member; its bearer headers."""
+    from ops.demo import connect_demo_marketplaces
+
     credentials = {"email": DEMO_EMAIL, "password": DEMO_PASSWORD}
     with httpx.Client(timeout=10) as http:
         answer = http.post(f"{api}/api/auth/register", json=credentials)
         if answer.status_code == 409:
             answer = http.post(f"{api}/api/auth/login", params={"source": "web"}, json=credentials)
         answer.raise_for_status()
+        asyncio.run(_demo_on_pro_plan(settings))
         headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        connect_demo_marketplaces(http, api, sandbox, headers)
         tokens = http.post(f"{sandbox}/_sandbox/ebay/accounts", json={}).json()
         ebay = {
             "access_token": tokens["access_token"],
@@ -91,6 +117,7 @@ def _prepare_demo(api: str, sandbox: str) -> None:
         )
         if account.status_code not in (201, 409):
             account.raise_for_status()
+    return headers
 
 
 def run_platform(
@@ -132,7 +159,9 @@ def run_platform(
             if sandbox_port == 0:
                 sandbox_port = free_port()
             sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-            children.append(ChildSpec("sandbox", [*stoflow, "sandbox", "--port", str(sandbox_port)]))
+            # The sandbox sends its webhooks (signed as the real ones) to the gateway it runs with.
+            sandbox_args = ["sandbox", "--port", str(sandbox_port), "--webhook-url", f"http://{host}:{port}"]
+            children.append(ChildSpec("sandbox", [*stoflow, *sandbox_args]))
             env.setdefault("EBAY_API_BASE", settings.ebay_api_base or sandbox_url)
             env.setdefault("ETSY_API_BASE", settings.etsy_api_base or sandbox_url)
             env.setdefault("VINTED_API_BASE", settings.vinted_api_base or sandbox_url)
@@ -152,7 +181,7 @@ def run_platform(
                 flush=True,
             )
             if demo and sandbox_url is not None:
-                _prepare_demo(base, sandbox_url)
+                demo_headers = _prepare_demo(base, sandbox_url, configured)
                 plugin_env = {
                     **env,
                     "STOFLOW_PLUGIN_EMAIL": DEMO_EMAIL,
@@ -169,8 +198,12 @@ def run_platform(
                 ]
                 supervisor.start([ChildSpec("plugin", plugin, plugin_env)])
                 print(
-                    f"  Demo:    {DEMO_EMAIL} / {DEMO_PASSWORD} (eBay + Vinted via the plugin)\n", flush=True
+                    f"  Demo:    {DEMO_EMAIL} / {DEMO_PASSWORD} (eBay, Etsy, Vinted via the plugin)\n",
+                    flush=True,
                 )
+                threading.Thread(
+                    target=run_demo, args=(base, sandbox_url, demo_headers), name="demo", daemon=True
+                ).start()
         else:
             log.warning("api_not_ready_yet", url=f"{base}/ready")
         return supervisor.run_until_stopped()

@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in production
 DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me-0123456789abcdef"  # noqa: S105 - refused in production
+DEFAULT_EBAY_VERIFICATION_TOKEN = "dev-only-ebay-verification-token-0123456789"  # noqa: S105 - development
+DEFAULT_ETSY_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktZXRzeS13ZWJob29rLXNlY3JldA=="  # noqa: S105 - development
 
 
 class Settings(BaseSettings):
@@ -66,6 +68,25 @@ class Settings(BaseSettings):
     #: `stoflow sandbox` only: accept plain-http picture URLs from any host, not only loopback ones. For a
     #: sandbox on another host than the gateway serving the images (compose); real eBay wants HTTPS.
     sandbox_allow_http_images: bool = False
+
+    #: Seconds between two sale checks of one connected account (webhooks are the fast path).
+    sale_check_interval_seconds: int = Field(120, ge=1)
+    #: Each eBay/Etsy check looks this far back before the previous one (orders modified late, clock skew).
+    sale_check_overlap_seconds: int = Field(600, ge=0)
+    #: Calls per application per UTC day the sale checks may spend, shared by every tenant.
+    ebay_sale_check_daily_budget: int = Field(20000, ge=1)
+    etsy_sale_check_daily_budget: int = Field(5000, ge=1)
+    #: Requests of a Vinted member's budget (of `vinted_rate_limit` per window) a sale check may take.
+    vinted_sale_check_share: int = Field(10, ge=0)
+    #: eBay's endpoint-validation token (32..80 characters) and the endpoint URL eBay was given.
+    ebay_verification_token: SecretStr = SecretStr(DEFAULT_EBAY_VERIFICATION_TOKEN)
+    ebay_webhook_url: str | None = None
+    #: Etsy's webhook signing secret (`whsec_...`).
+    etsy_webhook_secret: SecretStr = SecretStr(DEFAULT_ETSY_WEBHOOK_SECRET)
+    #: A signed webhook older (or newer) than this is refused as a replay.
+    webhook_tolerance_seconds: int = Field(300, ge=1)
+    #: Where the sandbox sends its webhooks (None: it sends none); `stoflow up` points it at its gateway.
+    sandbox_webhook_url: str | None = None
 
     ai_provider: Literal["template", "openai"] = "template"
     #: Any OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, llama.cpp); None: OpenAI's own.
@@ -153,6 +174,11 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_list(self) -> list[str]:
         return [entry.strip() for entry in self.trusted_proxies.split(",") if entry.strip()]
+
+    @property
+    def ebay_webhook_endpoint(self) -> str:
+        """The notification endpoint URL eBay was given (part of the challenge's answer)."""
+        return self.ebay_webhook_url or f"{self.public_base_url.rstrip('/')}/api/webhooks/ebay"
 
     @property
     def cors_origin_list(self) -> list[str]:

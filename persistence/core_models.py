@@ -190,3 +190,38 @@ class AiCredits(CoreBase):
     #: The billing period `remaining` belongs to; an older one means the allowance is due again.
     period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[datetime] = created_at_column()
+
+
+class MarketplaceDirectory(CoreBase):
+    """Which tenant owns a marketplace's listing, shop or user: routes webhooks to a tenant."""
+
+    __tablename__ = "marketplace_directory"
+    __table_args__ = (Index("ix_marketplace_directory_tenant", "tenant_id"), {"schema": "public"})
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    #: `listing` (external listing id), `shop` (Etsy shop id), `user` (eBay user id)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class SaleCheck(CoreBase):
+    """When each connected account's sale check is next due, and how far its last one read."""
+
+    __tablename__ = "sale_checks"
+    __table_args__ = (Index("ix_sale_checks_due", "platform", "due_at"), {"schema": "public"})
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    #: '' for eBay and Etsy (one account per tenant); the member id for Vinted
+    account: Mapped[str] = mapped_column(String(32), primary_key=True, server_default="")
+    due_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    #: the newest order time the last check covered (the next asks from here minus the overlap)
+    checked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: order ids a webhook announced: a check that finds them records them as seen by the webhook
+    hints: Mapped[list[Any]] = mapped_column(JSONB, nullable=False, server_default="[]")
+    checks: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)

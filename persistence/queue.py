@@ -44,7 +44,7 @@ from domain.jobs import (
     coalesced_due,
     transition,
 )
-from persistence import listings
+from persistence import directory, listings
 from persistence.database import driver_connection
 from persistence.snapshots import SNAPSHOT_FIELDS
 from persistence.tenant_models import QueueJob
@@ -353,6 +353,8 @@ async def _apply_effects(
             data=landed.data,
             published=True,
         )
+        if landed.external_id is not None:
+            await directory.register(session, tenant_id, row.platform, "listing", landed.external_id)
     if Effect.LISTING_SYNCED in effects:
         await listings.set_listing_state(session, product_id, row.platform, "live", data=landed.data)
     if Effect.LISTING_ENDED in effects:

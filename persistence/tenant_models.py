@@ -86,6 +86,8 @@ class Product(TenantBase):
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     #: Imported values that could not be mapped to our attributes: {field: raw value}.
     needs_review: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    #: A sale arrived when no stock was left (see `sales.took_stock`).
+    oversold: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sold_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at_column()
@@ -168,6 +170,29 @@ class PlatformListing(TenantBase):
     last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
+
+
+class Sale(TenantBase):
+    """One sale of a product, seen once whichever source saw it first (keyed by platform + order)."""
+
+    __tablename__ = "sales"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        Index("uq_sales_platform_order", "platform", "order_id", unique=True),
+        Index("ix_sales_product", "product_id", "detected_at"),
+        Index("ix_sales_detected", "detected_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), nullable=False)
+    platform: Mapped[str] = mapped_column(String(16), nullable=False)
+    order_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    #: False when the stock was already gone: the sale is kept and the product is oversold.
+    took_stock: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    sold_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    detected_at: Mapped[datetime] = created_at_column()
 
 
 class PublicationHistory(TenantBase):

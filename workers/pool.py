@@ -17,6 +17,7 @@ from ops.settings import Settings
 from workers.context import WorkerApp, build_worker_app
 from workers.jobs import run_job
 from workers.platforms.base import PlatformAdapter
+from workers.sale_checks import SaleChecker
 from workers.sync import start_sync_loop, stop_sync_loop
 
 log = structlog.get_logger(__name__)
@@ -24,6 +25,8 @@ log = structlog.get_logger(__name__)
 QUEUE_PREFIX = "stoflow:queue:"
 # Our own lease, not ARQ's timeout, detects a dead worker; this only stops a job that hangs forever.
 JOB_TIMEOUT_SECONDS = 900
+#: The pools that look for their accounts' sales (Vinted's come from the plugin).
+SALE_CHECK_PLATFORMS = frozenset({"ebay", "etsy"})
 
 
 def queue_name(platform: str) -> str:
@@ -46,8 +49,14 @@ def build_worker(
     burst: bool = False,
     handle_signals: bool = True,
     configure: Callable[[WorkerApp], None] | None = None,
+    check_sales: bool | None = None,
 ) -> Worker:
-    """An ARQ worker on the platform's queue whose jobs share one `WorkerApp`."""
+    """An ARQ worker on the platform's queue whose jobs share one `WorkerApp`.
+
+    eBay and Etsy workers also run the periodic sale checks (`check_sales`; default: with the real
+    adapters only, so a test's in-memory marketplace is never polled for orders).
+    """
+    run_checks = check_sales if check_sales is not None else adapters is None
 
     async def startup(ctx: dict[str, Any]) -> None:
         app = await build_worker_app(settings, platform, concurrency)
@@ -59,9 +68,18 @@ def build_worker(
             heartbeats.keep_beating(app.redis, heartbeats.this_process(platform, concurrency))
         )
         ctx["sync"] = start_sync_loop(app)
+        reader = app.adapters.get(platform)
+        if run_checks and platform in SALE_CHECK_PLATFORMS and hasattr(reader, "read_orders"):
+            stop = asyncio.Event()
+            checker = SaleChecker(app, platform, reader)  # type: ignore[arg-type]
+            ctx["sale_checks"] = (stop, asyncio.create_task(checker.run(stop)))
         log.info("worker_started", platform=platform, concurrency=concurrency, owner=app.owner)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        checks: tuple[asyncio.Event, asyncio.Task[None]] | None = ctx.get("sale_checks")
+        if checks is not None:
+            checks[0].set()
+            await checks[1]
         await stop_sync_loop(ctx.get("sync"))
         beating: asyncio.Task[None] | None = ctx.get("heartbeat")
         if beating is not None:

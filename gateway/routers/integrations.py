@@ -21,7 +21,7 @@ from gateway.schemas.integrations import (
 )
 from ops.rate_limit_usage import read_usage, seed_if_missing, vinted_member_key
 from ops.secrets_box import SecretsBox
-from persistence import credentials, plugin_tasks
+from persistence import credentials, directory, plugin_tasks, sale_checks
 from persistence.tenant_models import VintedAccount
 
 router = APIRouter(prefix="/api/integrations", tags=["integrations"], route_class=UnitOfWorkRoute)
@@ -41,6 +41,11 @@ async def _connect(
 ) -> dict[str, Any]:
     await publishing.check_platform_quota(session, tenant_id, {platform})
     await credentials.put_credential(session, platform, box.seal(tokens), settings)
+    # Sales of this account are looked for from now on; webhooks naming its shop or user find this tenant.
+    await sale_checks.schedule(session, platform, tenant_id)
+    for field, kind in (("shop_id", "shop"), ("username", "user")):
+        if settings.get(field):
+            await directory.register(session, tenant_id, platform, kind, str(settings[field]))
     return {"platform": platform, "connected": True, **settings}
 
 
@@ -49,7 +54,7 @@ async def connect_ebay(
     body: EbayConnection, principal: CurrentPrincipal, services: Services, session: TenantSession
 ) -> dict[str, Any]:
     """Connect (or reconnect) the eBay seller account; the tokens are stored encrypted."""
-    settings = body.model_dump(exclude={"access_token", "refresh_token"})
+    settings = body.model_dump(exclude={"access_token", "refresh_token"}, exclude_none=True)
     tokens = {"access_token": body.access_token, "refresh_token": body.refresh_token}
     return await _connect(session, principal.tenant_id, _box(services), "ebay", tokens, settings)
 
@@ -82,9 +87,13 @@ async def list_integrations(session: TenantSession) -> dict[str, Any]:
 
 @router.delete("/{platform}", status_code=204, response_class=Response)
 async def disconnect(
-    platform: Annotated[str, Path(description="vinted, ebay or etsy")], session: TenantSession
+    platform: Annotated[str, Path(description="vinted, ebay or etsy")],
+    principal: CurrentPrincipal,
+    session: TenantSession,
 ) -> Response:
     """Forget a platform's connection (Vinted: every account)."""
+    if platform in ("vinted", "ebay", "etsy"):
+        await sale_checks.unschedule(session, platform, principal.tenant_id)
     if platform in ("ebay", "etsy"):
         await credentials.delete_credential(session, platform)
     elif platform == "vinted":
@@ -111,6 +120,7 @@ async def add_vinted_account(
     except IntegrityError:
         raise Conflict("This Vinted account is already linked.") from None
     await session.refresh(account)
+    await sale_checks.schedule(session, "vinted", principal.tenant_id, account.vinted_user_id)
     return _account_out(account)
 
 

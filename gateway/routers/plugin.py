@@ -15,8 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import select
 
 from domain.errors import NotFound
-from domain.lifecycle import ProductStatus, change_status
-from gateway import publishing
+from domain.sales import SaleSource
 from gateway.dependencies import CurrentPrincipal, PublicSession, Services, TenantSession, UnitOfWorkRoute
 from gateway.problems import ProblemError
 from gateway.schemas.plugin import (
@@ -29,10 +28,9 @@ from gateway.schemas.plugin import (
     TaskOut,
     TaskRequest,
 )
-from persistence import plugin_tasks, queue
-from persistence.products import apply_status_change, get_live_product, lifecycle_state, transaction_now
+from persistence import plugin_tasks, queue, sales
 from persistence.tenancy import tenant_transaction
-from persistence.tenant_models import PlatformListing, PluginTask, VintedAccount
+from persistence.tenant_models import PluginTask, VintedAccount
 
 router = APIRouter(prefix="/api/plugin", tags=["plugin"], route_class=UnitOfWorkRoute)
 log = structlog.get_logger(__name__)
@@ -181,40 +179,24 @@ async def report_result(
 async def report_event(
     body: PluginEvent, principal: CurrentPrincipal, session: TenantSession
 ) -> dict[str, object]:
-    """A sale the plugin saw on Vinted: that listing is sold, stock drops, the other listings follow."""
-    listing = await session.scalar(
-        select(PlatformListing)
-        .where(
-            PlatformListing.platform == body.platform, PlatformListing.external_id == str(body.external_id)
-        )
-        .with_for_update()
-    )
-    product = await get_live_product(session, listing.product_id, for_update=True) if listing else None
-    if listing is None or product is None:
+    """A sale the plugin saw on Vinted: that listing is sold, stock drops, the other listings follow.
+
+    A Vinted item sells once: the item id is the sale's order key, so the sale check finding the same
+    sale later records nothing more.
+    """
+    external_id = str(body.external_id)
+    product = await sales.find_listing_product(session, body.platform, external_id)
+    if product is None:
         raise NotFound("No Vinted listing with that id.")
-    if listing.status == "sold":
-        return {"product_id": product.id, "stock_quantity": product.stock_quantity, "jobs": []}
-    listing.status = "sold"
-    listing.last_synced_at = datetime.now(UTC)
-    product.stock_quantity = max(product.stock_quantity - 1, 0)
-    product.version += 1
-    await session.flush()
-    jobs = []
-    if product.stock_quantity == 0:
-        if ProductStatus(product.status) is ProductStatus.PUBLISHED:
-            now = await transaction_now(session)
-            await apply_status_change(
-                session, product, change_status(lifecycle_state(product), ProductStatus.SOLD, now=now)
-            )
-        jobs = await publishing.delist_everywhere(
-            session, principal.tenant_id, product, except_platform="vinted"
-        )
-    else:
-        for other in await publishing.live_listings(session, product.id):
-            if other.platform != "vinted":
-                jobs.append(
-                    await publishing.update_listing(session, principal.tenant_id, product, other.platform)
-                )
+    recorded = await sales.record_sale(
+        session,
+        principal.tenant_id,
+        product,
+        platform=body.platform,
+        order_id=external_id,
+        source=SaleSource.PLUGIN,
+    )
+    jobs = recorded.jobs
     return {
         "product_id": product.id,
         "stock_quantity": product.stock_quantity,

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.attributes import PRODUCT_ATTRIBUTE_FIELDS
 from domain.errors import InvalidState, NotFound, VersionConflict
 from domain.lifecycle import ProductStatus, change_status
+from domain.sales import SaleSource
 from gateway import publishing
 from gateway.dependencies import CurrentPrincipal, Services, TenantSession, UnitOfWorkRoute
 from gateway.pagination import Page
@@ -40,6 +41,7 @@ from gateway.schemas.products import (
 from gateway.services import GatewayServices
 from ops.media_urls import image_url
 from persistence import products as repository
+from persistence import sales
 from persistence.attributes import unknown_attribute_fields
 from persistence.product_edits import edit_product
 from persistence.products import Platform, ProductFilters
@@ -118,7 +120,10 @@ async def _detail(session: AsyncSession, services: GatewayServices, product: Pro
         for image in await repository.images_of(session, product.id)
     ]
     listings = [ListingOut.model_validate(row) for row in await repository.listings_of(session, product.id)]
-    return ProductDetail(**ProductOut.fields_of(product), images=images, listings=listings)
+    orders = await sales.oversold_orders(session, product.id) if product.oversold else []
+    return ProductDetail(
+        **ProductOut.fields_of(product), oversold_orders=orders, images=images, listings=listings
+    )
 
 
 @router.post(
@@ -166,7 +171,14 @@ async def list_products(
     filters = ProductFilters(status=status, q=q or None, platform=platform, brand=brand, category=category)
     rows, more = await repository.list_products(session, filters, limit=page.limit, before_id=page.before_id)
     next_cursor = page.next_cursor(rows[-1].id) if more else None
-    return ProductList(items=[ProductOut.from_row(row) for row in rows], next_cursor=next_cursor)
+    items = [
+        ProductOut(
+            **ProductOut.fields_of(row),
+            oversold_orders=await sales.oversold_orders(session, row.id) if row.oversold else [],
+        )
+        for row in rows
+    ]
+    return ProductList(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{product_id}", responses=_PRODUCT_RESPONSES)
@@ -251,8 +263,20 @@ async def change_product_status(
     now = await repository.transaction_now(session)
     change = change_status(repository.lifecycle_state(product), body.status, now=now)
     check_if_match(if_match, product.version)
-    await repository.apply_status_change(session, product, change)
-    if change.delist_due:
-        await publishing.delist_everywhere(session, principal.tenant_id, product)
+    if change.status is ProductStatus.SOLD:
+        # The user's sale is a sale like any other: recorded once, the whole stock, every listing down.
+        await sales.record_sale(
+            session,
+            principal.tenant_id,
+            product,
+            platform=sales.USER_PLATFORM,
+            order_id=sales.user_order_id(),
+            source=SaleSource.USER,
+            quantity=max(product.stock_quantity, 1),
+        )
+    else:
+        await repository.apply_status_change(session, product, change)
+        if change.delist_due:
+            await publishing.delist_everywhere(session, principal.tenant_id, product)
     response.headers["ETag"] = entity_tag(product.version)
     return await _detail(session, services, product)

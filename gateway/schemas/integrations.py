@@ -23,6 +23,8 @@ class EbayConnection(BaseModel):
     payment_policy_id: Identifier
     return_policy_id: Identifier
     merchant_location_key: Identifier
+    #: The seller's eBay user name (optional): routes eBay's account-deletion notice to this tenant.
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
 class EtsyConnection(BaseModel):

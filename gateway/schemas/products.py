@@ -210,7 +210,7 @@ class ProductOut(BaseModel):
     sold_at: datetime | None
     created_at: datetime
     updated_at: datetime
-    #: Order-driven overselling arrives with marketplace orders; until then nothing is ever oversold.
+    #: A sale arrived with no stock left (two marketplaces sold the last unit): see `oversold_orders`.
     oversold: bool = False
     oversold_orders: list[dict[str, Any]] = Field(default_factory=list)
     needs_review: dict[str, Any] = Field(
@@ -223,7 +223,7 @@ class ProductOut(BaseModel):
         plain = {
             name: getattr(product, name)
             for name in cls.model_fields
-            if name not in {"price", "cost_price", "oversold", "oversold_orders"}
+            if name not in {"price", "cost_price", "oversold_orders"}
             and not name.startswith("dim")
             and hasattr(product, name)
         }

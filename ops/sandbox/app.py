@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ops.sandbox import ebay, etsy, seller_actions, vinted
+from ops.sandbox import ebay, etsy, sales, seller_actions, vinted
 from ops.sandbox.faults import FaultBook, FaultMiddleware, FaultSpec, platform_of
 from ops.sandbox.state import JsonDict, Platform, RequestRecord, SandboxState
 
@@ -98,7 +98,12 @@ def _control_router(state: SandboxState, faults: FaultBook) -> APIRouter:
     async def whole_state() -> JsonDict:
         """Everything each fake marketplace holds."""
         async with state.lock:
-            return {"ebay": ebay.inspect(state), "etsy": etsy.inspect(state), "vinted": vinted.inspect(state)}
+            return {
+                "ebay": ebay.inspect(state),
+                "etsy": etsy.inspect(state),
+                "vinted": vinted.inspect(state),
+                "orders": sales.inspect(state),
+            }
 
     @router.get("/ebay/listings")
     async def ebay_listings(account: str | None = None) -> JsonDict:
@@ -251,10 +256,17 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
 
-def create_sandbox_app(*, strict: bool = True, allow_http_images: bool = False) -> FastAPI:
+def create_sandbox_app(
+    *,
+    strict: bool = True,
+    allow_http_images: bool = False,
+    webhook_url: str | None = None,
+    etsy_webhook_secret: str | None = None,
+) -> FastAPI:
     """Build a fresh sandbox with empty state and no faults; `strict=False` only logs contract violations.
 
     `allow_http_images` accepts plain-http picture URLs from any host (only loopback ones otherwise).
+    `webhook_url`: where the sandbox sends marketplace webhooks (the gateway's base URL; None: none sent).
     """
     state = SandboxState(strict=strict, allow_http_images=allow_http_images)
     faults = FaultBook()
@@ -266,8 +278,13 @@ def create_sandbox_app(*, strict: bool = True, allow_http_images: bool = False) 
     )
     app.state.sandbox = state
     app.state.faults = faults
+    app.state.webhooks = sales.WebhookConfig(url=webhook_url)
+    if etsy_webhook_secret:
+        app.state.webhooks.etsy_secret = etsy_webhook_secret
     app.include_router(_control_router(state, faults))
     app.include_router(seller_actions.router)
+    app.include_router(sales.control)
+    app.include_router(sales.router)
     app.include_router(ebay.router)
     app.include_router(etsy.router)
     app.include_router(vinted.router)
@@ -282,6 +299,6 @@ def create_sandbox_app(*, strict: bool = True, allow_http_images: bool = False) 
         faults=faults,
         hooks={"ebay": ebay.HOOKS, "etsy": etsy.HOOKS, "vinted": vinted.HOOKS},
         # The platform routers carry full paths and no prefix, so their routes can be matched directly.
-        routes=[*ebay.router.routes, *etsy.router.routes, *vinted.router.routes],
+        routes=[*ebay.router.routes, *etsy.router.routes, *vinted.router.routes, *sales.router.routes],
     )
     return app

@@ -199,6 +199,15 @@ class VintedState:
     items: dict[int, VintedItem] = field(default_factory=dict)
 
 
+@dataclass
+class OrderBook:
+    """What buyers bought: eBay orders, Etsy receipts and Vinted sales, oldest first."""
+
+    ebay_orders: list[JsonDict] = field(default_factory=list)
+    etsy_receipts: list[JsonDict] = field(default_factory=list)
+    vinted_sales: list[JsonDict] = field(default_factory=list)
+
+
 class IdSequence:
     """Hand out increasing ids that look like the platform's (large numbers, never reused after reset)."""
 
@@ -232,6 +241,7 @@ class SandboxState:
         self.ebay = EbayState()
         self.etsy = EtsyState(taxonomy_ids=etsy_taxonomy_ids())
         self.vinted = VintedState()
+        self.orders = OrderBook()
         self.requests: list[RequestRecord] = []
         self.clock.offset_seconds = 0.0
         self.strict = self.default_strict

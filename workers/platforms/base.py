@@ -6,10 +6,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from domain.catalogue import PlatformMappings, ProductSnapshot
 from domain.mapping.reverse import ForeignListing
+from domain.sales import OrderLine
 from persistence.queue import Lease
 
 
@@ -88,3 +90,28 @@ class DescriptionGenerator(Protocol):
     """The `ai` pool's adapter: `generate_description` jobs."""
 
     async def generate_description(self, job: JobInput) -> ListingOutcome: ...
+
+
+@dataclass(frozen=True)
+class AccountAccess:
+    """What a sale check may use of one connected account: its tokens, and the day's shared budget."""
+
+    tenant_id: int
+    credentials: dict[str, Any] | None
+    credential_settings: dict[str, Any]
+    save_credentials: Callable[[dict[str, Any]], Awaitable[None]]
+    #: Spend one call of the application's daily budget; False: spent, stop here.
+    take_call: Callable[[], Awaitable[bool]]
+    credentials_lock: CredentialsLock | None = None
+
+
+class BudgetSpent(Exception):
+    """The application's daily budget for sale checks refused the next call."""
+
+
+class OrderReader(Protocol):
+    """A marketplace adapter that can list an account's orders modified in a time range."""
+
+    async def read_orders(
+        self, access: AccountAccess, since: datetime, until: datetime
+    ) -> list[OrderLine]: ...

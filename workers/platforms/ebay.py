@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -29,8 +30,9 @@ from domain.mapping.ebay import (
     map_to_ebay_offer,
 )
 from domain.mapping.reverse import ForeignListing
+from domain.sales import OrderLine, ebay_order_lines
 from workers.errors import AuthExpired, PermanentPlatformError
-from workers.platforms.base import JobInput, ListingOutcome
+from workers.platforms.base import AccountAccess, BudgetSpent, JobInput, ListingOutcome
 from workers.platforms.http import (
     DEFAULT_TIMEOUT,
     MarketplaceClient,
@@ -49,6 +51,8 @@ INVENTORY = "/sell/inventory/v1"
 OAUTH_PATH = "/identity/v1/oauth2/token"
 #: The scope a seller's token needs for the Sell Inventory API.
 INVENTORY_SCOPE = "https://api.ebay.com/oauth/api_scope/sell.inventory"
+FULFILLMENT = "/sell/fulfillment/v1"
+ORDERS_PAGE = 200
 #: eBay's error ids: 25002 is its catch-all user error (also "offer entity already exists"),
 #: 25713 "this offer is not available".
 USER_ERROR = 25002
@@ -344,6 +348,38 @@ class EbayAdapter:
             raise rejection(LABEL, response)
         return str(listing_id)
 
+    # --- sales -----------------------------------------------------------------------------------------
+
+    async def read_orders(self, access: AccountAccess, since: datetime, until: datetime) -> list[OrderLine]:
+        """getOrders modified in [since, until], every page; each page spends one call of the budget."""
+        auth = OAuthSession(
+            LABEL,
+            access.credentials,
+            self._refresh_tokens,
+            access.save_credentials,
+            lock=access.credentials_lock,
+        )
+        window = f"lastmodifieddate:[{_iso(since)}..{_iso(until)}]"
+        lines: list[OrderLine] = []
+        offset = 0
+        while True:
+            if not await access.take_call():
+                raise BudgetSpent("eBay sale checks spent today's budget")
+            response = await self._api.call(
+                "GET",
+                f"{FULFILLMENT}/order",
+                auth=auth,
+                params={"filter": window, "limit": ORDERS_PAGE, "offset": offset},
+            )
+            body = json_object(response, LABEL)
+            orders = body.get("orders")
+            for order in orders if isinstance(orders, list) else []:
+                if isinstance(order, dict):
+                    lines.extend(ebay_order_lines(order))
+            if not body.get("next"):
+                return lines
+            offset += ORDERS_PAGE
+
     # --- OAuth -----------------------------------------------------------------------------------------
 
     def _session(self, job: JobInput) -> OAuthSession:
@@ -371,6 +407,10 @@ class EbayAdapter:
                 f"eBay refused Stoflow's client credentials: {error_message(response)}",
             )
         raise AuthExpired(f"eBay could not refresh the seller's token: {error_message(response)}")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def listing_url(marketplace_id: str, listing_id: str) -> str:

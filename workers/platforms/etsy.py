@@ -30,8 +30,9 @@ from domain.catalogue import ProductSnapshot
 from domain.jobs import JobErrorCode
 from domain.mapping.common import PolicyViolation, listing_sku
 from domain.mapping.etsy import EtsyShopSettings, map_to_etsy_listing
+from domain.sales import OrderLine, etsy_receipt_lines
 from workers.errors import AuthExpired, PermanentPlatformError, TransientPlatformError
-from workers.platforms.base import JobInput, ListingOutcome
+from workers.platforms.base import AccountAccess, BudgetSpent, JobInput, ListingOutcome
 from workers.platforms.http import (
     DEFAULT_TIMEOUT,
     MarketplaceClient,
@@ -480,6 +481,40 @@ class EtsyAdapter:
     def _headers(self) -> dict[str, str]:
         # Since February 2026 Etsy refuses application calls whose key lacks the app's shared secret.
         return {"x-api-key": f"{self._api_key}:{self._shared_secret}"}
+
+    async def read_orders(self, access: AccountAccess, since: datetime, until: datetime) -> list[OrderLine]:
+        """The shop's receipts modified since `since`, every page; each page spends one call of the budget."""
+        shop_id = _as_int(access.credential_settings.get("shop_id"))
+        if shop_id is None:
+            return []
+        auth = OAuthSession(
+            LABEL,
+            access.credentials,
+            self._refresh_tokens,
+            access.save_credentials,
+            lock=access.credentials_lock,
+        )
+        lines: list[OrderLine] = []
+        offset = 0
+        while True:
+            if not await access.take_call():
+                raise BudgetSpent("Etsy sale checks spent today's budget")
+            response = await self._api.call(
+                "GET",
+                f"{APPLICATION}/shops/{shop_id}/receipts",
+                auth=auth,
+                headers=self._headers(),
+                params={"min_last_modified": int(since.timestamp()), "limit": PAGE_SIZE, "offset": offset},
+            )
+            body = json_object(response, LABEL)
+            receipts = body.get("results")
+            page = receipts if isinstance(receipts, list) else []
+            for receipt in page:
+                if isinstance(receipt, dict):
+                    lines.extend(etsy_receipt_lines(receipt))
+            offset += PAGE_SIZE
+            if len(page) < PAGE_SIZE:
+                return lines
 
     def _session(self, job: JobInput) -> OAuthSession:
         return OAuthSession(
