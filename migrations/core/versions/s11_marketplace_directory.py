@@ -4,7 +4,7 @@ A webhook names a marketplace's listing, shop or user, never our tenant: this pu
 (one row per platform, kind and key; a cell directory later says where that tenant lives).
 
 Revision ID: s11_marketplace_directory
-Revises: ai12_ai_credits
+Revises: h9_login_session_end
 Create Date: 2026-12-02 15:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "s11_marketplace_directory"
-down_revision: str | None = "ai12_ai_credits"
+down_revision: str | None = "h9_login_session_end"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
