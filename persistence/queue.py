@@ -940,9 +940,9 @@ async def claim(
     history_id = await connection.fetchval(_CLAIM_WRITE, job_id, token, float(lease_seconds))
     lease = Lease(job_id, run, token)
     if change.status is not JobStatus.RUNNING:
-        running = await _lock(session, job_id, lease)
-        assert running is not None
-        await _apply(session, tenant_id, running, JobEvent.CLAIMED, history_message=_PRODUCT_GONE_MESSAGE)
+        # The claim's own transition from the row as it was (a running row cannot be claimed again): the
+        # run ends here, its history row (just opened) closes failed, the listing is released.
+        await _apply(session, tenant_id, row, JobEvent.CLAIMED, history_message=_PRODUCT_GONE_MESSAGE)
         return None
     return ClaimedJob(
         lease=lease,

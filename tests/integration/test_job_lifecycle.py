@@ -276,6 +276,28 @@ async def test_writes_are_fenced_per_run_not_per_worker_process(
     assert job["status"] == "running" and job["attempts"] == 2
 
 
+async def test_a_claim_of_a_publish_whose_product_went_away_ends_it_as_product_changed(
+    client: httpx.AsyncClient, migrated: Settings, database: Database
+) -> None:
+    """The claim itself checks the product: a publish that never reached the marketplace, whose product
+    was sold by a write that did not go through the sale's cancellation, fails at its claim."""
+    headers, tenant_id, _account = await _vinted_tenant(client)
+    product = await _vinted_product(client, headers)
+    job_id = uuid.UUID(await _publish(client, headers, product))
+    prefix = migrated.tenant_schema_prefix
+    async with tenant_transaction(database.session_factory, prefix, tenant_id) as session:
+        sold = text("UPDATE products SET status = 'sold' WHERE id = :id")
+        await session.execute(sold, {"id": product["id"]})
+    async with tenant_transaction(database.session_factory, prefix, tenant_id) as session:
+        assert await queue.claim(session, tenant_id, job_id, 1, "worker-A", 10) is None
+    job = (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
+    assert job["status"] == "failed" and job["error"]["code"] == "product_changed", job
+    history = (await client.get(f"/api/products/{product['id']}/publications", headers=headers)).json()
+    assert [row["status"] for row in history["history"]] == ["failed"]
+    listing = await _listing(client, headers, product["id"])
+    assert listing is not None and listing["status"] == "failed", "the pending listing is released"
+
+
 class _SlowTwoStepAdapter:
     """A marketplace step in two calls with a pause between them; records the calls it made."""
 
