@@ -15,7 +15,7 @@ from ops.settings import Settings
 from workers.context import WorkerApp, build_worker_app
 from workers.jobs import run_job
 from workers.platforms.base import PlatformAdapter
-from workers.sync import start_sync_loop, stop_sync_loop
+from workers.sync import start_sync_loop
 
 log = structlog.get_logger(__name__)
 
@@ -53,11 +53,11 @@ def build_worker(
         if configure is not None:
             configure(app)
         ctx["app"] = app
-        ctx["sync"] = start_sync_loop(app)
         log.info("worker_started", platform=platform, concurrency=concurrency, owner=app.owner)
+        # The listing sync of this pool (eBay, Etsy, Vinted); stopped by `app.close()`.
+        app.background.extend(task for task in (start_sync_loop(app),) if task is not None)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        await stop_sync_loop(ctx.get("sync"))
         app: WorkerApp | None = ctx.get("app")
         if app is not None:
             await app.close()
