@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import httpx
@@ -34,6 +36,8 @@ class WorkerApp:
     mappings: PlatformMappings
     adapters: dict[str, PlatformAdapter] = field(default_factory=dict)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    #: long-running tasks of the process (the listing sync), cancelled first by `close()`
+    background: list[asyncio.Task[None]] = field(default_factory=list)
     lease_seconds: float = LEASE_SECONDS
     heartbeat_seconds: float = HEARTBEAT_SECONDS
 
@@ -42,6 +46,11 @@ class WorkerApp:
         return listing_image_url(self.settings, storage_key)
 
     async def close(self) -> None:
+        for task in self.background:
+            task.cancel()
+        for task in self.background:
+            with suppress(asyncio.CancelledError):
+                await task
         for adapter in self.adapters.values():
             # Adapters holding their own clients (the ai pool's provider) release them here.
             closer = getattr(adapter, "aclose", None)

@@ -18,7 +18,7 @@ from workers.context import WorkerApp, build_worker_app
 from workers.jobs import run_job
 from workers.platforms.base import PlatformAdapter
 from workers.sale_checks import SaleChecker
-from workers.sync import start_sync_loop, stop_sync_loop
+from workers.sync import start_sync_loop
 
 log = structlog.get_logger(__name__)
 
@@ -67,20 +67,20 @@ def build_worker(
         ctx["heartbeat"] = asyncio.create_task(
             heartbeats.keep_beating(app.redis, heartbeats.this_process(platform, concurrency))
         )
-        ctx["sync"] = start_sync_loop(app)
         reader = app.adapters.get(platform)
         if run_checks and platform in SALE_CHECK_PLATFORMS and hasattr(reader, "read_orders"):
             stop = asyncio.Event()
             checker = SaleChecker(app, platform, reader)  # type: ignore[arg-type]
             ctx["sale_checks"] = (stop, asyncio.create_task(checker.run(stop)))
         log.info("worker_started", platform=platform, concurrency=concurrency, owner=app.owner)
+        # The listing sync of this pool (eBay, Etsy, Vinted); stopped by `app.close()`.
+        app.background.extend(task for task in (start_sync_loop(app),) if task is not None)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         checks: tuple[asyncio.Event, asyncio.Task[None]] | None = ctx.get("sale_checks")
         if checks is not None:
             checks[0].set()
             await checks[1]
-        await stop_sync_loop(ctx.get("sync"))
         beating: asyncio.Task[None] | None = ctx.get("heartbeat")
         if beating is not None:
             beating.cancel()

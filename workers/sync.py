@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from contextlib import suppress
 from typing import Any
 
 import structlog
@@ -39,13 +38,6 @@ def start_sync_loop(app: WorkerApp) -> asyncio.Task[None] | None:
     if app.platform not in SYNCED_PLATFORMS or _interval(app) <= 0:
         return None
     return asyncio.create_task(sync_loop(app), name=f"sync-{app.platform}")
-
-
-async def stop_sync_loop(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
 
 
 async def sync_loop(app: WorkerApp) -> None:
