@@ -54,6 +54,15 @@ async def record_job(redis: Redis, platform: str, action: str, outcome: str, sec
         await pipe.execute()
 
 
+async def record_failures(redis: Redis, platform: str, count: int) -> None:
+    """Count jobs that failed outside a worker run (the dispatcher's sweep: a plugin that never came)."""
+    minute = minute_key(minute_of(time.time()))
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hincrby(minute, f"{platform}|failed", count)
+        pipe.expire(minute, MINUTE_TTL_SECONDS)
+        await pipe.execute()
+
+
 async def record_rate_limit_rejection(redis: Redis, platform: str) -> None:
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hincrby(RATE_LIMIT_REJECTIONS, platform, 1)

@@ -169,12 +169,17 @@ class Dispatcher:
         prefix = self.settings.tenant_schema_prefix
         async with tenant_transaction(self.db.session_factory, prefix, tenant_id) as session:
             await queue.recover_expired_leases(session, tenant_id)
-            await queue.expire_plugin_waits(
+            expired = await queue.expire_plugin_waits(
                 session, tenant_id, timedelta(seconds=self.settings.plugin_task_max_age)
             )
             due = await queue.due_handoffs(session, tenant_id, STALE_HANDOFF)
             counts = await queue.status_counts(session)
         self._remember_states(tenant_id, counts)
+        if expired:  # failed here, not by a worker run: count them with the runs' failures
+            with contextlib.suppress(Exception):
+                await metrics_store.record_failures(
+                    await self._arq_pool(), Platform.VINTED.value, len(expired)
+                )
         handed = await self._hand_off_many(tenant_id, due)
         async with tenant_transaction(self.db.session_factory, prefix, tenant_id) as session:
             next_due = await queue.next_due_at(

@@ -144,7 +144,9 @@ async def test_an_operator_watches_fails_retries_and_sees_budgets_fill_in_a_real
     assert await page.evaluate("document.cookie") == ""
 
     # Idle: three worker processes report their heartbeats, nothing waits.
-    await page.wait_for_function("document.querySelectorAll('#workers tr.alive').length >= 3", timeout=15_000)
+    await _eventually(
+        lambda: _at_least(page.locator("#workers tr.alive").count(), 3), 15, "three live workers"
+    )
     DOCS.mkdir(exist_ok=True)
     await page.screenshot(path=str(DOCS / "ops-console-idle.png"), full_page=True)
 

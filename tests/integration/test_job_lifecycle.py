@@ -29,6 +29,7 @@ from tests.integration.test_plugin_queue import (
     _vinted_tenant,
     new_member,
 )
+from tests.operator_support import operator_headers
 from tests.pipeline_support import running_pipeline, wait_for_job
 from tests.support import assert_problem
 
@@ -245,6 +246,10 @@ async def test_a_task_nobody_runs_fails_plugin_unavailable_after_its_max_age(
     }
     listing = await _listing(client, headers, product["id"])
     assert listing is not None and listing["status"] == "failed"
+    # The operator console counts it among the last hour's failures, though no worker run failed it.
+    ops = await operator_headers(client, settings)
+    overview = (await client.get("/api/ops/overview", headers=ops)).json()
+    assert overview["platforms"]["vinted"]["failed_last_hour"] >= 1
 
 
 async def test_writes_are_fenced_per_run_not_per_worker_process(
