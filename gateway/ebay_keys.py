@@ -15,6 +15,8 @@ import httpx
 from ops.settings import Settings
 
 KEY_TTL_SECONDS = 3600
+#: How long a kid eBay does not know is refused without asking again.
+UNKNOWN_KID_SECONDS = 300
 PUBLIC_KEY_PATH = "/commerce/notification/v1/public_key/"
 DEFAULT_EBAY_API = "https://api.ebay.com"
 
@@ -35,6 +37,7 @@ class EbayKeyring:
         self._base = (settings.ebay_api_base or DEFAULT_EBAY_API).rstrip("/")
         self._transport = transport
         self._keys: dict[str, tuple[float, str]] = {}
+        self._unknown: dict[str, float] = {}
         self._lock = asyncio.Lock()
 
     async def public_key(self, kid: str) -> str:
@@ -46,7 +49,17 @@ class EbayKeyring:
             cached = self._keys.get(kid)
             if cached is not None and cached[0] > time.monotonic():
                 return cached[1]
-            pem = await self._fetch(kid)
+            unknown_until = self._unknown.get(kid, 0.0)
+            if unknown_until > time.monotonic():
+                raise KeyUnknown(f"eBay has no key {kid}")
+            try:
+                pem = await self._fetch(kid)
+            except KeyUnknown:
+                # Forged notifications naming made-up kids must not make us call eBay each time.
+                if len(self._unknown) >= 1000:
+                    self._unknown.clear()  # bounded: a flood of made-up kids cannot grow it
+                self._unknown[kid] = time.monotonic() + UNKNOWN_KID_SECONDS
+                raise
             self._keys[kid] = (time.monotonic() + KEY_TTL_SECONDS, pem)
             return pem
 

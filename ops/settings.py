@@ -76,8 +76,6 @@ class Settings(BaseSettings):
     #: Calls per application per UTC day the sale checks may spend, shared by every tenant.
     ebay_sale_check_daily_budget: int = Field(20000, ge=1)
     etsy_sale_check_daily_budget: int = Field(5000, ge=1)
-    #: Requests of a Vinted member's budget (of `vinted_rate_limit` per window) a sale check may take.
-    vinted_sale_check_share: int = Field(10, ge=0)
     #: eBay's endpoint-validation token (32..80 characters) and the endpoint URL eBay was given.
     ebay_verification_token: SecretStr = SecretStr(DEFAULT_EBAY_VERIFICATION_TOKEN)
     ebay_webhook_url: str | None = None

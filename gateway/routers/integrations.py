@@ -120,7 +120,6 @@ async def add_vinted_account(
     except IntegrityError:
         raise Conflict("This Vinted account is already linked.") from None
     await session.refresh(account)
-    await sale_checks.schedule(session, "vinted", principal.tenant_id, account.vinted_user_id)
     return _account_out(account)
 
 
