@@ -1087,6 +1087,11 @@ WITH done AS (
         url = coalesce($8, l.url), data = l.data || $9::jsonb, last_synced_at = now(), updated_at = now(),
         published_at = CASE WHEN $10::boolean THEN now() ELSE l.published_at END
     FROM done WHERE $6::varchar IS NOT NULL AND l.product_id = done.product_id AND l.platform = done.platform
+), directory AS (
+    -- What `directory.register` does on the general path: a webhook about this listing finds its tenant.
+    INSERT INTO public.marketplace_directory (platform, kind, key, tenant_id)
+    SELECT done.platform, 'listing', $7, $11 FROM done WHERE $10::boolean AND $7::varchar IS NOT NULL
+    ON CONFLICT (platform, kind, key) DO UPDATE SET tenant_id = EXCLUDED.tenant_id
 )
 SELECT count(*) FROM done
 """
@@ -1147,7 +1152,7 @@ async def succeed(session: AsyncSession, tenant_id: int, lease: Lease, landing: 
     return True
 
 
-async def land(connection: Any, job: ClaimedJob, landing: Landing) -> bool:
+async def land(connection: Any, tenant_id: int, job: ClaimedJob, landing: Landing) -> bool:
     """`succeed` in one statement on a `tenant_connection`, for the common case; False when it did not
     apply (the lease was lost, or the row is not what the rules were asked about): nothing was written,
     and the caller goes through `succeed`.
@@ -1173,6 +1178,7 @@ async def land(connection: Any, job: ClaimedJob, landing: Landing) -> bool:
         landing.url if published else None,
         json.dumps(landing.data or {}),
         published,
+        tenant_id,
     )
     return bool(landed)
 

@@ -283,7 +283,7 @@ async def _succeed(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, outcom
     if outcome.imported is None:
         # The common landing: one statement on the connection (see queue.land).
         async with _tenant_connection(app, tenant_id) as connection:
-            if await queue.land(connection, job, landing):
+            if await queue.land(connection, tenant_id, job, landing):
                 log.info("job_succeeded", external_id=outcome.external_id)
                 return "succeeded"
     if not await _write(app, tenant_id, job, finish):
