@@ -19,6 +19,7 @@ from domain.lifecycle import ProductStatus, change_status
 from gateway import publishing
 from gateway.dependencies import CurrentPrincipal, PublicSession, Services, TenantSession, UnitOfWorkRoute
 from gateway.problems import ProblemError
+from gateway.request_input import opaque_json
 from gateway.schemas.plugin import (
     LeaseBody,
     LeaseOut,
@@ -152,6 +153,8 @@ async def heartbeat(task_id: TaskId, body: LeaseBody, session: TenantSession) ->
     "/tasks/{task_id}/result",
     responses={404: {"description": "not_found"}, 409: {"description": "lease_lost or already_reported"}},
 )
+# What Vinted answered is kept as sent (made storable below), NUL characters and all.
+@opaque_json(("responses", "*", "body"), ("error",))
 async def report_result(
     task_id: TaskId, body: ResultBody, principal: CurrentPrincipal, session: TenantSession
 ) -> ResultOut:
