@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import idempotency
 from gateway.problems import ProblemError
-from gateway.request_input import StrictJsonRequest, check_request_input
+from gateway.request_input import StrictJsonRequest, check_request_input, opaque_paths_of
 from gateway.services import GatewayServices
 from gateway.tokens import OPERATOR_ROLE, AccessClaims, InvalidToken
 from persistence.accounts import access_role
@@ -153,9 +153,11 @@ class UnitOfWorkRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        opaque = opaque_paths_of(self.endpoint)
 
         async def run_in_unit_of_work(plain_request: Request) -> Response:
             request = StrictJsonRequest(plain_request.scope, plain_request.receive)
+            request.opaque = opaque
             await check_request_input(request)
             services: GatewayServices = request.app.state.services
             async with services.db.session_factory() as session:

@@ -15,11 +15,14 @@ from __future__ import annotations
 import email.message
 import json
 import re
-from typing import Annotated, Any, Final
+from collections.abc import Callable
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field
+
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 
 MAX_JSON_DEPTH: Final = 32
 MAX_JSON_VALUES: Final = 20_000
@@ -71,7 +74,36 @@ def unstorable_text_error(value: str) -> str | None:
     return "Text must not contain a lone UTF-16 surrogate."
 
 
-def _check_tree(document: Any) -> None:
+#: A location pattern inside a body: keys, and "*" for any list index or key.
+OpaquePath = tuple[str, ...]
+
+
+def opaque_json(*paths: OpaquePath) -> Callable[[_Endpoint], _Endpoint]:
+    """Mark body locations whose strings are a third party's data, kept as sent (the handler makes them
+    storable): NUL and lone surrogates are not refused there. Size and depth limits still apply."""
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        endpoint.opaque_json_paths = paths  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
+
+
+def opaque_paths_of(endpoint: Callable[..., Any]) -> tuple[OpaquePath, ...]:
+    paths: tuple[OpaquePath, ...] = getattr(endpoint, "opaque_json_paths", ())
+    return paths
+
+
+def _is_opaque(loc: list[str | int], opaque: tuple[OpaquePath, ...]) -> bool:
+    inner = loc[1:]  # without the leading "body"
+    return any(
+        len(inner) >= len(pattern)
+        and all(part == "*" or part == str(step) for part, step in zip(pattern, inner, strict=False))
+        for pattern in opaque
+    )
+
+
+def _check_tree(document: Any, opaque: tuple[OpaquePath, ...] = ()) -> None:
     """Walk the decoded document without recursion: depth, size and every string (keys too)."""
     stack: list[tuple[Any, list[str | int], int]] = [(document, ["body"], 0)]
     seen = 0
@@ -84,14 +116,14 @@ def _check_tree(document: Any) -> None:
             raise _invalid(loc, f"The JSON document is nested more than {MAX_JSON_DEPTH} levels deep.")
         if isinstance(value, str):
             problem = unstorable_text_error(value)
-            if problem:
+            if problem and not _is_opaque(loc, opaque):
                 raise _invalid(loc, problem)
         elif isinstance(value, dict):
             if len(value) > MAX_JSON_OBJECT_KEYS:
                 raise _invalid(loc, f"A JSON object holds more than {MAX_JSON_OBJECT_KEYS} keys.")
             for key, item in value.items():
                 problem = unstorable_text_error(key)
-                if problem:
+                if problem and not _is_opaque([*loc, key], opaque):
                     raise _invalid(loc, f"A key is not valid: {problem}")
                 stack.append((item, [*loc, key], depth + 1))
         elif isinstance(value, list):
@@ -121,7 +153,7 @@ def _nesting_depth_exceeds(text: str, limit: int) -> bool:
     return False
 
 
-def decode_json_body(body: bytes) -> Any:
+def decode_json_body(body: bytes, opaque: tuple[OpaquePath, ...] = ()) -> Any:
     """Decode a request body as strict JSON, or raise a 422 `RequestValidationError`."""
     try:
         text = body.decode("utf-8")
@@ -137,16 +169,18 @@ def decode_json_body(body: bytes) -> Any:
         ) from None
     except (RecursionError, ValueError):
         raise _invalid(["body"], "The body is not valid JSON.", "json_invalid") from None
-    _check_tree(document)
+    _check_tree(document, opaque)
     return document
 
 
 class StrictJsonRequest(Request):
     """A request whose `json()` is `decode_json_body`: what FastAPI validates has passed our checks."""
 
+    opaque: tuple[OpaquePath, ...] = ()
+
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = decode_json_body(await self.body())
+            self._json = decode_json_body(await self.body(), self.opaque)
         return self._json
 
 

@@ -45,6 +45,10 @@ _ARQ_JOB_KEY = "arq:job:"
 STALE_HANDOFF = timedelta(seconds=10)
 
 
+#: Seconds after start before the first retention pass.
+RETENTION_START_DELAY_SECONDS = 60.0
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, *, sweep_seconds: float = SWEEP_SECONDS) -> None:
         self.settings = settings
@@ -258,6 +262,9 @@ class Dispatcher:
         return report
 
     async def _retain(self) -> None:
+        # Not at start-up: a restarting dispatcher first catches up with the queue.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), RETENTION_START_DELAY_SECONDS)
         while not self._stopping.is_set():
             try:
                 await self.purge_expired()

@@ -18,6 +18,7 @@ from domain.errors import NotFound
 from domain.sales import SaleSource
 from gateway.dependencies import CurrentPrincipal, PublicSession, Services, TenantSession, UnitOfWorkRoute
 from gateway.problems import ProblemError
+from gateway.request_input import opaque_json
 from gateway.schemas.plugin import (
     LeaseBody,
     LeaseOut,
@@ -150,6 +151,8 @@ async def heartbeat(task_id: TaskId, body: LeaseBody, session: TenantSession) ->
     "/tasks/{task_id}/result",
     responses={404: {"description": "not_found"}, 409: {"description": "lease_lost or already_reported"}},
 )
+# What Vinted answered is kept as sent (made storable below), NUL characters and all.
+@opaque_json(("responses", "*", "body"), ("error",))
 async def report_result(
     task_id: TaskId, body: ResultBody, principal: CurrentPrincipal, session: TenantSession
 ) -> ResultOut:
