@@ -73,6 +73,15 @@ async def tenants_to_visit(
     return [int(row[0]) for row in rows]
 
 
+async def tenants_failed_lately(session: AsyncSession, *, limit: int) -> list[int]:
+    """The tenants whose last job failure is the most recent, newest first (the failure index only)."""
+    rows = await session.execute(
+        text("SELECT tenant_id FROM public.tenant_failures ORDER BY last_failed_at DESC LIMIT :limit"),
+        {"limit": limit},
+    )
+    return [int(row[0]) for row in rows]
+
+
 async def tenant_exists(session: AsyncSession, tenant_id: int) -> bool:
     found = await session.scalar(text("SELECT 1 FROM public.tenants WHERE id = :id"), {"id": tenant_id})
     return found is not None

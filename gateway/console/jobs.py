@@ -24,7 +24,7 @@ from gateway.problems import ProblemError
 from gateway.schemas.jobs import JobOut
 from gateway.schemas.ops import OpsJobOut, OpsJobPage
 from gateway.services import GatewayServices
-from persistence.operator_views import tenant_exists, tenants_to_visit
+from persistence.operator_views import tenant_exists, tenants_failed_lately, tenants_to_visit
 from persistence.tenancy import scope_to_tenant, tenant_schema, tenant_transaction
 from persistence.tenant_models import QueueJob
 
@@ -123,6 +123,20 @@ async def jobs_page(
             next_cursor = codec.encode({"tenant": tenant}) if tenant_id is None else None
             break
     return OpsJobPage(items=items, next_cursor=next_cursor)
+
+
+async def recent_failures(services: GatewayServices, session: AsyncSession, *, limit: int) -> list[OpsJobOut]:
+    """The latest failures of every tenant, newest first: what the console shows an operator.
+
+    Visits the SCHEMAS_PER_PAGE tenants that failed most recently (the failure index keeps when), so a
+    fresh failure shows whatever older ones lower-numbered tenants still hold.
+    """
+    found: list[OpsJobOut] = []
+    for tenant in await tenants_failed_lately(session, limit=SCHEMAS_PER_PAGE):
+        rows = await _tenant_jobs(services, tenant, [QueueJob.status == "failed"], None, limit)
+        found += [OpsJobOut(**JobOut.of(job).model_dump(), tenant_id=tenant) for job in rows]
+    found.sort(key=lambda job: job.updated_at, reverse=True)
+    return found[:limit]
 
 
 async def retry_as_operator(

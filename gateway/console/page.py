@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from domain.errors import DomainError
 from gateway.console.charts import budget_bar, sparkline
 from gateway.console.figures import read_budgets, read_overview
-from gateway.console.jobs import jobs_page, retry_as_operator
+from gateway.console.jobs import recent_failures, retry_as_operator
 from gateway.dependencies import PublicSession, Services, UnitOfWorkRoute, claims_of
 from gateway.problems import ProblemError
 from gateway.routers.auth import login as api_login
@@ -80,9 +80,7 @@ async def _panel_context(services: GatewayServices, session: PublicSession) -> d
     now = time.time()
     overview = await read_overview(services.redis)
     budgets = await read_budgets(session, services.redis, services.settings)
-    failures = await jobs_page(
-        services, session, status="failed", platform=None, tenant_id=None, limit=FAILURES_SHOWN, cursor=None
-    )
+    failures = await recent_failures(services, session, limit=FAILURES_SHOWN)
     return {
         "pools": [
             {
@@ -95,7 +93,7 @@ async def _panel_context(services: GatewayServices, session: PublicSession) -> d
         "counted_at": overview.counted_at,
         "workers": [{"beat": beat, "ago": _ago(beat.last_beat, now)} for beat in overview.workers],
         "budgets": [{"budget": budget, "bar": budget_bar(budget.used, budget.limit)} for budget in budgets],
-        "failures": failures.items,
+        "failures": failures,
         "now": datetime.fromtimestamp(now, UTC),
     }
 

@@ -234,6 +234,10 @@ class SandboxState:
         self.strict = strict
         # Ids keep growing across resets so a stale id from before a reset can never name a new object.
         self._ids = IdSequence(1)
+        # Vinted members start at a random point: a member is a real person whose 40-request budget
+        # Stoflow keeps in PostgreSQL, so two sandboxes run against one database (one after another in a
+        # test session, or a restarted `stoflow up`) must not hand out the same member twice.
+        self._members = IdSequence(90_000_000 + secrets.randbelow(9_000_000))
         self.reset()
 
     def reset(self) -> None:
@@ -249,6 +253,10 @@ class SandboxState:
     def new_id(self, base: int) -> int:
         """Return a fresh id offset by `base` so each kind of object has a recognisable range."""
         return base + self._ids.next()
+
+    def new_member_id(self) -> int:
+        """Return a Vinted member id no other sandbox is likely to have handed out."""
+        return self._members.next()
 
     @staticmethod
     def new_secret(prefix: str = "") -> str:

@@ -106,7 +106,7 @@ def session_for(state: SandboxState, cookie: str) -> VintedSession:
     """Look a session cookie up; an unseen non-empty value logs in a new member (the sandbox is lenient)."""
     session = state.vinted.sessions.get(cookie)
     if session is None:
-        session = VintedSession(user_id=state.new_id(90_000_000))
+        session = VintedSession(user_id=state.new_member_id())
         state.vinted.sessions[cookie] = session
     return session
 
@@ -115,7 +115,7 @@ def create_session(state: SandboxState, user_id: int | None) -> JsonDict:
     """Log a member in: a session cookie, the CSRF token bound to it and an anon id (control API helper)."""
     cookie = secrets.token_urlsafe(32)
     csrf_token = str(uuid.uuid4())
-    member = user_id or state.new_id(90_000_000)
+    member = user_id or state.new_member_id()
     state.vinted.sessions[cookie] = VintedSession(user_id=member, csrf_token=csrf_token)
     return {
         "user_id": member,

@@ -28,6 +28,10 @@ CHECK_INTERVAL_SECONDS = 2
 def running_platform(platform_processes: PlatformProcesses) -> Iterator[PlatformProcesses]:
     platform_processes.env["SANDBOX_WEBHOOK_URL"] = platform_processes.api_url
     platform_processes.env["SALE_CHECK_INTERVAL_SECONDS"] = str(CHECK_INTERVAL_SECONDS)
+    # The daily budgets' pacing is tested on its own (test_sale_check_budget.py); here it must not depend
+    # on the hour of the day or on the shops earlier modules of the session connected.
+    platform_processes.env["EBAY_SALE_CHECK_DAILY_BUDGET"] = "100000000"
+    platform_processes.env["ETSY_SALE_CHECK_DAILY_BUDGET"] = "100000000"
     platform_processes.start_sandbox(wait=False)
     platform_processes.start_api(wait=False)
     platform_processes.start_dispatcher(wait=False)
