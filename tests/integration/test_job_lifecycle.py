@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -307,15 +308,16 @@ class _SlowTwoStepAdapter:
     """A marketplace step in two calls with a pause between them; records the calls it made."""
 
     def __init__(self) -> None:
-        #: (step, attempt): the run that takes the job over after the lease is lost may legitimately go on
-        self.calls: list[tuple[str, int]] = []
-        self.created = asyncio.Event()
+        #: (step, job, run): the worker also serves jobs earlier tests left queued, and the run that takes
+        #: the job over after the lease is lost may legitimately go on
+        self.calls: list[tuple[str, str, int]] = []
+        self.started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
     async def publish(self, job: Any) -> Any:
-        self.calls.append(("create", job.attempt))
-        self.created.set()
+        self.calls.append(("create", str(job.job_id), job.lease.run))
+        self.started[str(job.job_id)].set()
         await asyncio.sleep(5)
-        self.calls.append(("activate", job.attempt))
+        self.calls.append(("activate", str(job.job_id), job.lease.run))
         raise AssertionError("a run that lost its lease went on to its next marketplace call")
 
     update = delist = publish
@@ -333,9 +335,10 @@ async def test_a_run_that_loses_its_lease_is_stopped_before_its_next_marketplace
 
     async with running_pipeline(migrated, "vinted", adapter, configure=fast_heartbeat):  # type: ignore[arg-type]
         job_id = await _publish(client, headers, product)
+
         # Steal the lease while the run sits between its two calls, whatever the machine's load: the
         # heartbeat (every 0.2 s) has the rest of the 5 s pause to notice and stop the run.
-        await asyncio.wait_for(adapter.created.wait(), timeout=60)
+        await asyncio.wait_for(adapter.started[str(job_id)].wait(), timeout=60)
         # Another run took the job over (what a stalled heartbeat past its lease leads to).
         async with tenant_transaction(
             database.session_factory, migrated.tenant_schema_prefix, tenant_id
@@ -344,7 +347,7 @@ async def test_a_run_that_loses_its_lease_is_stopped_before_its_next_marketplace
                 text("UPDATE plugin_queue SET lease_owner = 'someone-else' WHERE id = :id"), {"id": job_id}
             )
         await asyncio.sleep(6)
-    first_run = [step for step, attempt in adapter.calls if attempt == 1]
+    first_run = [step for step, job, run in adapter.calls if job == str(job_id) and run == 1]
     assert first_run == ["create"], adapter.calls
 
 
