@@ -399,6 +399,31 @@ async def _notify(session: AsyncSession, tenant_id: int, job_id: uuid.UUID, plat
 # --- commands (gateway) ------------------------------------------------------------------------------
 
 
+def _pending_row(
+    platform: str,
+    action: str,
+    product_id: int | None,
+    payload: dict[str, Any] | None,
+    max_attempts: int,
+    *,
+    next_attempt_at: datetime | None = None,
+) -> QueueJob:
+    """A new job's row as every enqueue writes it: pending, no attempt made yet."""
+    return QueueJob(
+        id=uuid.uuid4(),
+        product_id=product_id,
+        platform=platform,
+        action=action,
+        status=JobStatus.PENDING,
+        attempts=0,
+        runs=0,
+        max_attempts=max_attempts,
+        payload=payload or {},
+        progress={},
+        next_attempt_at=next_attempt_at,
+    )
+
+
 async def enqueue_job(
     session: AsyncSession,
     *,
@@ -410,18 +435,7 @@ async def enqueue_job(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> QueueJob:
     """Write a pending row, mark the tenant as having work, and notify the dispatcher on commit."""
-    job = QueueJob(
-        id=uuid.uuid4(),
-        product_id=product_id,
-        platform=platform,
-        action=action,
-        status=JobStatus.PENDING,
-        attempts=0,
-        runs=0,
-        max_attempts=max_attempts,
-        payload=payload or {},
-        progress={},
-    )
+    job = _pending_row(platform, action, product_id, payload, max_attempts)
     session.add(job)
     await session.flush()
     await note_tenant_work(session, tenant_id)
@@ -481,19 +495,7 @@ async def enqueue_coalesced(
         )
         return job, True
     due = now + window
-    job = QueueJob(
-        id=uuid.uuid4(),
-        product_id=product_id,
-        platform=platform,
-        action=action,
-        status=JobStatus.PENDING,
-        attempts=0,
-        runs=0,
-        max_attempts=DEFAULT_MAX_ATTEMPTS,
-        payload=payload or {},
-        progress={},
-        next_attempt_at=due,
-    )
+    job = _pending_row(platform, action, product_id, payload, DEFAULT_MAX_ATTEMPTS, next_attempt_at=due)
     session.add(job)
     await session.flush()
     # No NOTIFY: the dispatcher's sweep hands the row off once it is due.
