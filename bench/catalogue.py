@@ -45,7 +45,7 @@ from bench.common import (
     write_section,
 )
 from gateway.pagination import CursorCodec
-from ops.logs import configure_logging
+from ops.config.logs import configure_logging
 from persistence.products import like_pattern
 
 PAGE = 50

@@ -27,8 +27,8 @@ import asyncpg
 import httpx
 from redis.asyncio import Redis
 
-from ops.reference_data import load_attributes, load_platform_mappings
-from ops.settings import Settings
+from ops.config.reference_data import load_attributes, load_platform_mappings
+from ops.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -95,7 +95,7 @@ async def claimed_redis() -> AsyncIterator[str]:
 async def scratch_database() -> AsyncIterator[str]:
     """Create `stoflow_bench_<pid>`, migrate and seed it, yield its URL, drop it at the end."""
     from migrations.runner import migrate_all
-    from ops.seed import seed_reference_data
+    from ops.runtime.seed import seed_reference_data
     from persistence.database import connect_database
 
     admin = plain_dsn(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
@@ -194,7 +194,7 @@ class Catalogue:
 
     @classmethod
     def load(cls, *, ebay_mapped: bool = False) -> Catalogue:
-        """Read ops/reference_data; `ebay_mapped` keeps only codes the eBay mapper can send."""
+        """Read ops/config/reference_data; `ebay_mapped` keeps only codes the eBay mapper can send."""
         attributes = load_attributes()
         ebay = load_platform_mappings()["ebay"] if ebay_mapped else None
 

@@ -43,7 +43,7 @@ from bench.common import (
     today,
     write_section,
 )
-from ops.settings import Settings
+from ops.config.settings import Settings
 
 #: A fifth of the tenants have queue rows (the others are idle, as most are at any moment).
 BUSY_SHARE = 5
@@ -121,7 +121,7 @@ async def _add_work(settings: Settings, tenant_ids: list[int]) -> int:
 
 
 async def _operator_headers(client: httpx.AsyncClient, settings: Settings) -> dict[str, str]:
-    from ops.operators import create_operator
+    from ops.runtime.operators import create_operator
 
     email = f"bench-operator-{uuid.uuid4().hex[:8]}@bench.example.com"
     password, _created = await create_operator(settings, email)

@@ -151,9 +151,9 @@ def serve_bare_api(port: int) -> None:
 
 def serve_noop_worker(concurrency: int) -> None:
     """`ops worker --platform ebay`, except that the marketplace is the zero-cost noop adapter."""
-    from ops.logs import configure_logging
-    from ops.settings import Settings
-    from workers.platforms.noop import NoopAdapter
+    from bench.noop_adapter import NoopAdapter
+    from ops.config.logs import configure_logging
+    from ops.config.settings import Settings
     from workers.pool import build_worker
 
     settings = Settings()
@@ -502,12 +502,12 @@ async def _round_trips(bench: Bench) -> dict[str, Any]:
     included, whether it came through SQLAlchemy or straight from asyncpg); statements are the SQL
     statements among them (not BEGIN/COMMIT/ROLLBACK).
     """
+    from bench.noop_adapter import NoopAdapter
     from gateway.app import create_app
-    from ops.logs import configure_logging
-    from ops.settings import Settings
+    from ops.config.logs import configure_logging
+    from ops.config.settings import Settings
     from workers.context import build_worker_app
     from workers.jobs import run_job
-    from workers.platforms.noop import NoopAdapter
 
     settings = Settings(database_url=bench.database_url, redis_url=bench.redis_url, log_level="WARNING")
     configure_logging(settings)

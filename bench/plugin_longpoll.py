@@ -53,7 +53,7 @@ from bench.common import (
     today,
     write_section,
 )
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence import plugin_tasks
 from persistence.tenancy import tenant_transaction
 

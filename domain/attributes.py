@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-#: Attribute kinds, each a table of `product_attributes` and a data file of ops/reference_data.
+#: Attribute kinds, each a table of `product_attributes` and a data file of ops/config/reference_data.
 ATTRIBUTE_KINDS: tuple[str, ...] = (
     "categories",
     "brands",

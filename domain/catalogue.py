@@ -15,7 +15,7 @@ from types import MappingProxyType
 #: (platform, attribute kind, our code), e.g. ("vinted", "brands", "levis").
 MappingKey = tuple[str, str, str]
 
-#: The nested shape of ops/reference_data/platform_mappings/*.json, keyed by platform on top.
+#: The nested shape of ops/config/reference_data/platform_mappings/*.json, keyed by platform on top.
 NestedMappings = Mapping[str, Mapping[str, Mapping[str, Mapping[str, object]]]]
 
 

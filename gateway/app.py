@@ -33,7 +33,7 @@ from gateway.routers import (
     webhooks,
 )
 from gateway.services import build_services
-from ops.settings import Settings
+from ops.config.settings import Settings
 
 # Multipart carries images of up to 10 MB plus form overhead.
 MULTIPART_LIMIT = 11 * 1024 * 1024

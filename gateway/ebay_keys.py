@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 
 KEY_TTL_SECONDS = 3600
 #: How long a kid eBay does not know is refused without asking again.

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 
-from ops.image_processing import NormalisedImage, normalise_image
+from gateway.image_processing import NormalisedImage, normalise_image
 
 #: Scheduling niceness of the decoding threads (Linux schedules threads one by one): when the cores are
 #: busy, bcrypt and the event loop go first, and a decode takes what is left.

@@ -19,8 +19,8 @@ from fastapi import Depends, Query
 
 from gateway.dependencies import Services
 from gateway.problems import ProblemError
-from ops.secret_keys import CURSORS, derive_key
-from ops.settings import Settings
+from ops.config.secret_keys import CURSORS, derive_key
+from ops.config.settings import Settings
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

@@ -12,7 +12,7 @@ from gateway.login_throttle import ClientLimiter, LoginThrottle
 from gateway.passwords import PasswordHasher
 from gateway.plugin_hub import PluginHub
 from gateway.tokens import TokenService
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence.database import Database, connect_database
 
 

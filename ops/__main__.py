@@ -1,5 +1,5 @@
 """`python -m ops` runs the `stoflow` command line."""
 
-from ops.cli import app
+from ops.runtime.cli import app
 
 app(prog_name="stoflow")

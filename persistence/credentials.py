@@ -1,4 +1,4 @@
-"""Connected marketplace accounts (tokens sealed by ops.secrets_box before they reach this module)."""
+"""Connected marketplace accounts (tokens sealed by `ops.adapters.secrets_box` before they reach here)."""
 
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from ops.service_urls import ServiceUrls, resolve_service_urls
-from ops.settings import Settings, to_asyncpg_url
+from ops.config.settings import Settings, to_asyncpg_url
+from ops.runtime.service_urls import ServiceUrls, resolve_service_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,7 +101,7 @@ async def migrated(settings: Settings) -> Settings:
     try:
         await migrate_all(database.engine, settings.tenant_schema_prefix)
         try:
-            from ops.seed import seed_reference_data
+            from ops.runtime.seed import seed_reference_data
         except ImportError:
             pass
         else:

@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from ops.operators import create_operator
-from ops.settings import Settings
+from ops.config.settings import Settings
+from ops.runtime.operators import create_operator
 from tests.support import unique_email
 
 

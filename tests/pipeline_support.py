@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from workers.context import WorkerApp
 from workers.dispatcher import Dispatcher
 from workers.platforms.base import PlatformAdapter

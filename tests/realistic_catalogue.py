@@ -13,7 +13,7 @@ from domain.errors import DomainError
 from domain.mapping.ebay import EbayAccountSettings, map_to_ebay_inventory_item, map_to_ebay_offer
 from domain.mapping.etsy import EtsyShopSettings, map_to_etsy_listing
 from domain.mapping.vinted import map_to_vinted_item
-from ops.reference_data import load_attributes
+from ops.config.reference_data import load_attributes
 
 ACCOUNT = EbayAccountSettings("EBAY_FR", "f1", "p1", "r1", "warehouse-1")
 SHOP = EtsyShopSettings(shop_id=1, shipping_profile_id=2)

@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 from fastapi import FastAPI
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 
 PASSWORD = "correct horse battery"
 

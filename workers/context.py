@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 
 from domain.catalogue import PlatformMappings
-from ops.media_urls import listing_image_url
-from ops.secrets_box import SecretsBox
-from ops.settings import Settings
+from ops.adapters.media_urls import listing_image_url
+from ops.adapters.secrets_box import SecretsBox
+from ops.config.settings import Settings
 from persistence.attribute_models import PlatformMapping
 from persistence.database import Database, connect_database
 from workers.platforms.base import PlatformAdapter

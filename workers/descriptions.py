@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from domain.description_templates import PRODUCT_TITLE_MAX, ListingCopy, ProductFacts, write_listing_copy
 from domain.text_policy import TITLE_LIMITS, find_breaches
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence.ai_generation_log import GenerationRecord
 
 log = structlog.get_logger(__name__)

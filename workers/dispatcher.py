@@ -26,8 +26,8 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio import Redis
 
 from domain.jobs import Platform, job_id_for_arq
-from ops import metrics_store
-from ops.settings import Settings
+from ops.adapters import metrics_store
+from ops.config.settings import Settings
 from persistence import queue, retention
 from persistence.database import Database, connect_database
 from persistence.retention import RetentionReport

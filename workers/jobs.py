@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.catalogue import ProductSnapshot
 from domain.errors import DomainError
 from domain.jobs import USER_MESSAGES, JobAction, JobErrorCode, retry_delay
-from ops import metrics_store
+from ops.adapters import metrics_store
 from persistence import credentials as credential_store
 from persistence import imports, queue
 from persistence.snapshots import snapshot_of

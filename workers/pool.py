@@ -12,8 +12,8 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 import persistence.ai_credits  # noqa: F401 - registers the AI credit refund with the queue (workers, dispatcher)
-from ops import heartbeats
-from ops.settings import Settings
+from ops.adapters import heartbeats
+from ops.config.settings import Settings
 from workers.context import WorkerApp, build_worker_app
 from workers.jobs import run_job
 from workers.platforms.base import PlatformAdapter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence import queue
 from persistence.database import connect_database
 from persistence.tenancy import tenant_transaction

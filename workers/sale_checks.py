@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from domain.sale_checks import budget_day, paced_interval, seconds_left_today, spendable_now
 from domain.sales import SaleSource, announced_by
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence import credentials as credential_store
 from persistence import sale_checks, sales
 from persistence.sale_checks import DueCheck

@@ -10,7 +10,7 @@ Required attributes (MappingMissing when unset or unmapped):
 - `brand` -> `brand_id` (`brands.brand_id`), or, for a brand missing from Vinted's brand list, the
   free-text path: `brand_id` null and `brand` set to the name (`brands.brand_title`). The upload body
   carries that `brand` text field beside `brand_id`, and Vinted's list holds member-created brands
-  with very high ids, which is how a typed name becomes a brand (see ops/reference_data/README.md).
+  with very high ids, which is how a typed name becomes a brand (see ops/config/reference_data/README.md).
 
 Optional attributes, which must map when set:
 - `size` -> `size_id`. Vinted's size ids belong to a size group (women's clothing, men's shoes,

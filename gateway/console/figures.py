@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.capacity import PoolLoad, recommended_processes
-from ops import heartbeats, metrics_store
-from ops.rate_limit_usage import read_usage, vinted_member_key
-from ops.settings import Settings
+from ops.adapters import heartbeats, metrics_store
+from ops.adapters.rate_limit import read_usage, vinted_member_key
+from ops.config.settings import Settings
 from persistence.operator_views import active_members
 
 PLATFORMS = ("vinted", "ebay", "etsy", "ai")

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from gateway.console.figures import metric_families, read_budgets, read_overview
 from gateway.dependencies import Services
-from ops import metrics_store
+from ops.adapters import metrics_store
 
 router = APIRouter(tags=["operations"])
 

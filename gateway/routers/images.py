@@ -25,15 +25,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.lifecycle import ProductStatus
 from gateway.dependencies import CurrentPrincipal, Services, TenantSession, UnitOfWorkRoute
-from gateway.problems import ProblemError
-from gateway.request_input import parse_path_id
-from gateway.services import GatewayServices
-from ops.image_processing import (
+from gateway.image_processing import (
     MAX_UPLOAD_BYTES,
     ImageRejected,
     ImageTooLarge,
 )
-from ops.media_storage import (
+from gateway.problems import ProblemError
+from gateway.request_input import parse_path_id
+from gateway.services import GatewayServices
+from ops.adapters.media_urls import image_url, media_verification_secrets, verify_media_signature
+from ops.config.settings import Settings
+from persistence.media_storage import (
     InvalidMediaKey,
     LocalMediaStorage,
     MediaNotFound,
@@ -42,8 +44,6 @@ from ops.media_storage import (
     check_key,
     product_image_key,
 )
-from ops.media_urls import image_url, media_verification_secrets, verify_media_signature
-from ops.settings import Settings
 from persistence.tenancy import scope_to_tenant, tenant_schema
 from persistence.tenant_models import Product, ProductImage
 
@@ -55,7 +55,7 @@ MAX_DISPLAY_ORDER: Final = 1_000_000
 _MEDIA_CACHE_SECONDS: Final = 24 * 3600
 
 _EXPIRES: Final = re.compile(r"[0-9]{1,12}")
-_SIGNATURE: Final = re.compile(r"[0-9a-f]{64}")  # a hex SHA-256 HMAC, as ops.media_urls writes it
+_SIGNATURE: Final = re.compile(r"[0-9a-f]{64}")  # a hex SHA-256 HMAC, as ops.adapters.media_urls writes it
 _KEY_OWNER: Final = re.compile(r"t([1-9][0-9]{0,9})/p([1-9][0-9]{0,9})/")
 
 router = APIRouter(tags=["catalogue"], route_class=UnitOfWorkRoute)

@@ -19,8 +19,8 @@ from gateway.schemas.integrations import (
     VintedAccountOut,
     VintedAccounts,
 )
-from ops.rate_limit_usage import read_usage, seed_if_missing, vinted_member_key
-from ops.secrets_box import SecretsBox
+from ops.adapters.rate_limit import read_usage, seed_if_missing, vinted_member_key
+from ops.adapters.secrets_box import SecretsBox
 from persistence import credentials, directory, plugin_tasks, sale_checks
 from persistence.tenant_models import VintedAccount
 

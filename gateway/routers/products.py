@@ -39,7 +39,7 @@ from gateway.schemas.products import (
     StatusChangeRequest,
 )
 from gateway.services import GatewayServices
-from ops.media_urls import image_url
+from ops.adapters.media_urls import image_url
 from persistence import products as repository
 from persistence import sales
 from persistence.attributes import unknown_attribute_fields

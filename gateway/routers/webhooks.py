@@ -28,7 +28,7 @@ from gateway.dependencies import Services
 from gateway.ebay_keys import EbayKeyring, KeyUnavailable, KeyUnknown
 from gateway.problems import ProblemError
 from gateway.services import GatewayServices
-from ops.webhook_signatures import (
+from gateway.webhook_signatures import (
     SignatureRefused,
     ebay_challenge_response,
     parse_ebay_signature,

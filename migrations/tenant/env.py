@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence import tenant_models  # noqa: F401 - register tables
 from persistence.base import TenantBase
 

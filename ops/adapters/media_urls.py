@@ -7,8 +7,8 @@ import hmac
 import time
 from urllib.parse import quote
 
-from ops.secret_keys import MEDIA_URLS, derive_key
-from ops.settings import Settings
+from ops.config.secret_keys import MEDIA_URLS, derive_key
+from ops.config.settings import Settings
 
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 #: URLs handed to marketplaces: eBay fetches listing pictures again (revisions, relists, its own cache)

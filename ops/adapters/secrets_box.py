@@ -16,8 +16,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from ops.secret_keys import MARKETPLACE_TOKENS, derive_key
-from ops.settings import Settings
+from ops.config.secret_keys import MARKETPLACE_TOKENS, derive_key
+from ops.config.settings import Settings
 
 
 class UnreadableSecret(ValueError):

@@ -14,7 +14,7 @@ import sys
 import structlog
 from sqlalchemy.exc import StatementError
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 
 _SECRET_KEYS = frozenset(
     {

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from ops.logs import configure_logging
-from ops.settings import Settings
+from ops.config.logs import configure_logging
+from ops.config.settings import Settings
 
 app = typer.Typer(help="Stoflow: write a product once, publish it everywhere.", no_args_is_help=True)
 
@@ -88,7 +88,7 @@ def rotate_secret() -> None:
     Run with the new secret in STOFLOW_SECRET_KEY and the previous one in STOFLOW_OLD_SECRET_KEYS; once it
     reports no unreadable tokens, STOFLOW_OLD_SECRET_KEYS can be dropped.
     """
-    from ops.secret_rotation import rotate_stored_tokens, unreadable_message
+    from ops.runtime.secret_rotation import rotate_stored_tokens, unreadable_message
 
     settings = _settings()
     _require_urls(settings)
@@ -112,7 +112,7 @@ def rotate_secret() -> None:
 @app.command()
 def seed() -> None:
     """Load the shared reference attributes and platform mappings (idempotent)."""
-    from ops.seed import seed_reference_data
+    from ops.runtime.seed import seed_reference_data
     from persistence.database import connect_database
 
     settings = _settings()
@@ -164,7 +164,7 @@ def sandbox(
     ] = None,
 ) -> None:
     """Serve the marketplace sandbox (fake eBay, Etsy and Vinted)."""
-    from ops.sandbox.server import serve
+    from ops.tools.sandbox.server import serve
 
     settings = Settings()
     configure_logging(settings)
@@ -186,7 +186,7 @@ def operator_create(
     email: Annotated[str, typer.Option(help="The operator's email (login name).")],
 ) -> None:
     """Create an operator, or give an existing one a new password; prints the one-time password."""
-    from ops.operators import create_operator
+    from ops.runtime.operators import create_operator
 
     settings = _settings()
     _require_urls(settings)
@@ -224,7 +224,7 @@ def up(
     ] = False,
 ) -> None:
     """Run the whole platform: embedded services if no URLs are set, migrate, seed, then supervise."""
-    from ops.platform import run_platform
+    from ops.runtime.platform import run_platform
 
     settings = _settings()
     raise typer.Exit(
@@ -284,9 +284,9 @@ def plugin(
     import json
     from urllib.parse import urlsplit
 
-    from ops.plugin_client import BackoffPolicy, PluginClient, PluginClientConfig, parse_gap
-    from ops.plugin_client.client import DEFAULT_VINTED_URL
-    from ops.plugin_client.errors import PluginClientError
+    from ops.tools.plugin_client import BackoffPolicy, PluginClient, PluginClientConfig, parse_gap
+    from ops.tools.plugin_client.client import DEFAULT_VINTED_URL
+    from ops.tools.plugin_client.errors import PluginClientError
 
     settings = _settings()
     vinted = vinted_url or settings.vinted_api_base or DEFAULT_VINTED_URL

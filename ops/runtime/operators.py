@@ -8,7 +8,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from domain.errors import EmailTaken
 from gateway.passwords import PasswordHasher
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence.database import connect_database
 from persistence.operators import set_operator_password
 

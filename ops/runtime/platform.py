@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import structlog
 
-from ops.demo import run_demo
-from ops.embedded import free_port
-from ops.service_urls import resolve_service_urls
-from ops.settings import Settings
-from ops.supervisor import ChildSpec, Supervisor
+from ops.config.settings import Settings
+from ops.runtime.demo import run_demo
+from ops.runtime.embedded import free_port
+from ops.runtime.service_urls import resolve_service_urls
+from ops.runtime.supervisor import ChildSpec, Supervisor
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +28,7 @@ class UnreadableStoredSecrets(RuntimeError):
 
 async def _prepare_database(settings: Settings) -> None:
     from migrations.runner import migrate_all
-    from ops.seed import seed_reference_data
+    from ops.runtime.seed import seed_reference_data
     from persistence.database import connect_database
 
     database = connect_database(settings.async_database_url, pool_size=4)
@@ -37,7 +37,7 @@ async def _prepare_database(settings: Settings) -> None:
         seeded = await seed_reference_data(database.engine)
     finally:
         await database.dispose()
-    from ops.secret_rotation import unreadable_message, unreadable_stored_tokens
+    from ops.runtime.secret_rotation import unreadable_message, unreadable_stored_tokens
 
     unreadable = await unreadable_stored_tokens(settings)
     if unreadable.unreadable:
@@ -88,7 +88,7 @@ async def _demo_on_pro_plan(settings: Settings) -> None:
 
 def _prepare_demo(api: str, sandbox: str, settings: Settings) -> dict[str, str]:
     """A demo reseller on the sandbox's eBay seller, Etsy shop and a Vinted member; its bearer headers."""
-    from ops.demo import connect_demo_marketplaces
+    from ops.runtime.demo import connect_demo_marketplaces
 
     credentials = {"email": DEMO_EMAIL, "password": DEMO_PASSWORD}
     with httpx.Client(timeout=10) as http:

@@ -8,8 +8,8 @@ with the old key alone after a rotation, or with a wrong key), naming the variab
 
 from __future__ import annotations
 
-from ops.secrets_box import SecretsBox
-from ops.settings import Settings
+from ops.adapters.secrets_box import SecretsBox
+from ops.config.settings import Settings
 from persistence.credentials import ResealReport, reseal_every_tenant
 from persistence.database import connect_database
 

@@ -1,6 +1,6 @@
 """Seed the shared reference data (`product_attributes` tables and `public.platform_mappings`).
 
-Idempotent: every row is upserted from the data files in ops/reference_data, so a rerun after an edit
+Idempotent: every row is upserted from the data files in ops/config/reference_data, so a rerun after an edit
 updates names and ids in place.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ops.reference_data import AttributeRecord, load_attributes, load_platform_mappings
+from ops.config.reference_data import AttributeRecord, load_attributes, load_platform_mappings
 from persistence.attribute_models import ATTRIBUTE_TABLES, PlatformMapping
 
 

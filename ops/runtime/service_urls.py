@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.embedded import (
+from ops.runtime.embedded import (
     EmbeddedService,
     service_answers_postgres,
     service_answers_redis,

@@ -1,4 +1,4 @@
-// The task protocol's pure rules, the same as the reference client's (ops/plugin_client/rules.py):
+// The task protocol's pure rules, the same as the reference client's (ops/tools/plugin_client/rules.py):
 // `$ref` placeholders, `$upload` forms, how an answer is judged, and the pauses after a 429 or a
 // challenge. No I/O here; plugin/test/protocol-cases.json holds the cases both plugins must pass.
 

@@ -22,12 +22,13 @@ import pytest
 import redis
 from PIL import Image
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.e2e.processes import PlatformProcesses
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 PASSWORD = "correct horse battery"
-#: Attribute codes that map on both eBay and Etsy (ops/reference_data/platform_mappings): a vintage product.
+#: Attribute codes that map on both eBay and Etsy (ops/config/reference_data/platform_mappings):
+#: a vintage product.
 LISTABLE = {
     "category": "women_dresses",
     "condition": "very_good",

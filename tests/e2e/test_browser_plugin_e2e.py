@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium (apt-get install chromium)"),
 ]
 
-#: Attribute codes that map on Vinted (ops/reference_data/platform_mappings/vinted.json).
+#: Attribute codes that map on Vinted (ops/config/reference_data/platform_mappings/vinted.json).
 VINTED_ATTRIBUTES: dict[str, Any] = {
     "category": "women_dresses",
     "brand": "zara",

@@ -4,7 +4,7 @@ processes, the reference plugin client running Vinted's tasks.
 - 200 generated, realistic products (tests/realistic_catalogue.py: varied gender, age, category, brand, size)
   published to all three marketplaces: the share that publishes on each, and every refusal explained. Each
   product's outcome is the one the pure mappers predict, so the strict sandbox refused nothing they produced.
-  Run with `-s` to see the table (kept in ops/reference_data/README.md).
+  Run with `-s` to see the table (kept in ops/config/reference_data/README.md).
 - The issue-8 Etsy regression through the real job runner: a deleted product's SKU taken by a new product gets
   a listing of its own, with the new photos and category, not the old inactive listing.
 """
@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from domain.catalogue import PlatformMappings
-from ops.plugin_client import GapRange, PluginClient, PluginClientConfig, RunSummary
-from ops.reference_data import load_platform_mappings
-from ops.settings import Settings
+from ops.config.reference_data import load_platform_mappings
+from ops.config.settings import Settings
+from ops.tools.plugin_client import GapRange, PluginClient, PluginClientConfig, RunSummary
 from tests.e2e.conftest import PASSWORD, Storefront, Tenant
 from tests.e2e.processes import PlatformProcesses
 from tests.realistic_catalogue import mapping_outcomes, realistic_catalogue

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from ops.plugin_client import GapRange, PluginClient, PluginClientConfig
-from ops.settings import Settings
+from ops.config.settings import Settings
+from ops.tools.plugin_client import GapRange, PluginClient, PluginClientConfig
 from tests.e2e.conftest import PASSWORD, Storefront, Tenant
 from tests.e2e.processes import PlatformProcesses
 from tests.support import pg_connection

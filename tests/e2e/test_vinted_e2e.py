@@ -28,9 +28,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from ops.plugin_client import GapRange, PluginClient, PluginClientConfig, RunSummary, SendWindow
-from ops.rate_limit_usage import MICROSECONDS, vinted_member_key
-from ops.settings import Settings
+from ops.adapters.rate_limit import MICROSECONDS, vinted_member_key
+from ops.config.settings import Settings
+from ops.tools.plugin_client import GapRange, PluginClient, PluginClientConfig, RunSummary, SendWindow
 from tests.e2e.conftest import PASSWORD, Storefront, Tenant
 from tests.e2e.processes import PlatformProcesses
 
@@ -44,7 +44,8 @@ PRODUCTS = 45
 SECOND_ACCOUNT_PRODUCTS = 3
 #: A publish with one photo: the photo upload, then the item.
 REQUESTS_PER_PUBLISH = 2
-#: Attribute codes that map on Vinted (ops/reference_data/platform_mappings/vinted.json); no colour/decade.
+#: Attribute codes that map on Vinted (ops/config/reference_data/platform_mappings/vinted.json);
+#: no colour/decade.
 VINTED_ATTRIBUTES: dict[str, Any] = {
     "category": "women_dresses",
     "brand": "zara",

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence.ai_credits import refund_for_job
 from persistence.database import connect_database
 from persistence.tenancy import tenant_transaction

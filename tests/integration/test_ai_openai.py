@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from domain.description_templates import ProductFacts
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence.ai_generation_log import GenerationRecord
 from tests.fake_openai import FakeOpenAI, Play, completion, running_fake_openai
 from tests.pipeline_support import new_sku, running_pipeline, wait_for_job

@@ -10,7 +10,7 @@ import httpx
 from structlog.testing import capture_logs
 
 from migrations.runner import head_revision
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.support import (
     PASSWORD,
     app_client,

@@ -14,7 +14,7 @@ import uuid
 import httpx
 
 from domain.jobs import JobStatus
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence import queue
 from persistence.database import connect_database
 from persistence.tenancy import tenant_transaction

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.support import app_client, assert_problem
 
 

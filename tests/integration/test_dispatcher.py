@@ -13,7 +13,7 @@ from arq.connections import RedisSettings, create_pool
 from sqlalchemy import text
 from structlog.testing import LogCapture
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence import queue
 from persistence.database import connect_database
 from tests.integration.test_pipeline import FakeMarketplace, _product, _tenant_with_ebay

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ops.secrets_box import SecretsBox
-from ops.settings import Settings
+from ops.adapters.secrets_box import SecretsBox
+from ops.config.settings import Settings
 from tests.integration.test_platform_ebay import ACCOUNT, MAPPINGS, PRODUCT, SETTINGS, sandbox_url  # noqa: F401
 from tests.support import bearer, pg_connection, register
 from workers.context import build_worker_app

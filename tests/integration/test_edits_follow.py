@@ -16,7 +16,7 @@ import httpx
 from fastapi import FastAPI
 from PIL import Image
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.pipeline_support import EBAY_CONNECTION, new_sku, running_pipeline, wait_for_job
 from tests.support import app_client, bearer, register
 from workers.platforms.base import JobInput, ListingOutcome

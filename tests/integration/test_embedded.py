@@ -19,7 +19,8 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from migrations.runner import migrate_all, migrate_tenants
-from ops.embedded import (
+from ops.config.settings import to_asyncpg_url
+from ops.runtime.embedded import (
     EmbeddedService,
     free_port,
     service_answers_postgres,
@@ -27,7 +28,6 @@ from ops.embedded import (
     start_embedded_postgres,
     start_embedded_redis,
 )
-from ops.settings import to_asyncpg_url
 from persistence.database import connect_database
 from persistence.products import ProductFilters, list_products
 from persistence.tenancy import tenant_schema, tenant_transaction

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from domain.catalogue import ProductSnapshot
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.integration.test_platform_etsy import PNG, SHOP_ID, TODAY, sandbox_url, with_media  # noqa: F401
 from tests.support import bearer, register
 from workers.context import build_worker_app

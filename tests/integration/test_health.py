@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.support import PASSWORD, app_client, assert_problem, unique_email
 
 # Nothing listens on port 1: connections are refused at once.

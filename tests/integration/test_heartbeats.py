@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from ops import heartbeats
+from ops.adapters import heartbeats
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ import pytest
 from fastapi import FastAPI
 from PIL import Image
 
-from ops.media_storage import LocalMediaStorage
-from ops.media_urls import media_signing_secret, signed_media_url
-from ops.settings import Settings, to_asyncpg_url
+from ops.adapters.media_urls import media_signing_secret, signed_media_url
+from ops.config.settings import Settings, to_asyncpg_url
+from persistence.media_storage import LocalMediaStorage
 from tests.support import assert_problem, bearer, register
 
 GPS_IFD = 0x8825

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.integration.test_platform_ebay import sandbox_url  # noqa: F401 - the module's sandbox fixture
 from tests.pipeline_support import running_pipeline, wait_for_job
 from tests.support import assert_problem, bearer, pg_connection, register

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import text
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence.database import connect_database
 from tests.pipeline_support import EBAY_CONNECTION, new_sku
 from tests.support import assert_problem, bearer, register

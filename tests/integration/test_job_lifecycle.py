@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence import plugin_tasks, queue
 from persistence.database import Database, connect_database
 from persistence.tenancy import tenant_transaction

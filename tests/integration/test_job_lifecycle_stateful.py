@@ -44,7 +44,8 @@ from hypothesis.stateful import (
 from PIL import Image
 from sqlalchemy import text
 
-from ops.settings import Settings
+from ops.adapters.rate_limit import SlidingWindowLimiter
+from ops.config.settings import Settings
 from persistence import plugin_tasks, queue
 from persistence.tenancy import tenant_transaction
 from tests.pipeline_support import new_sku
@@ -54,7 +55,6 @@ from workers.errors import PermanentPlatformError, TransientPlatformError
 from workers.jobs import run_job
 from workers.platforms.base import JobInput, ListingOutcome
 from workers.platforms.vinted import VintedAdapter
-from workers.rate_limit import SlidingWindowLimiter
 
 T = TypeVar("T")
 EXAMPLES = int(os.environ.get("STOFLOW_STATEFUL_EXAMPLES", "20"))

@@ -9,8 +9,8 @@ from sqlalchemy import text
 from structlog.testing import capture_logs
 
 from gateway.dependencies import PublicSession, UnitOfWorkRoute
-from ops.logs import SCRUBBING_PROCESSORS
-from ops.settings import Settings
+from ops.config.logs import SCRUBBING_PROCESSORS
+from ops.config.settings import Settings
 from tests.support import app_client, assert_problem
 
 HASH = bcrypt.hashpw(b"a secret password", bcrypt.gensalt(4)).decode()

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, ForeignKeyConstraint, text
 
 import persistence
 from migrations.runner import head_revision, migrate_tenants
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence.base import CoreBase, TenantBase
 from persistence.database import Database, connect_database
 from persistence.tenancy import tenant_schema

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.integration.test_job_lifecycle import SUCCESS_BODIES, _publish, _refusal, _report, _take_task
 from tests.integration.test_plugin_queue import _vinted_product, _vinted_tenant, new_member
 from tests.operator_support import operator_headers

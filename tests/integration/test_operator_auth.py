@@ -12,7 +12,7 @@ import jwt
 import pytest
 from fastapi import FastAPI
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.operator_support import operator_headers, operator_tokens
 from tests.support import assert_problem, bearer, register, unique_email
 

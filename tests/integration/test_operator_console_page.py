@@ -6,8 +6,8 @@ import re
 
 import httpx
 
-from ops.operators import create_operator
-from ops.settings import Settings
+from ops.config.settings import Settings
+from ops.runtime.operators import create_operator
 from tests.support import PASSWORD, assert_problem, bearer, register, unique_email
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence import queue
 from persistence.database import connect_database
 from persistence.tenancy import tenant_transaction

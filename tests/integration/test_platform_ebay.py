@@ -20,8 +20,8 @@ import uvicorn
 
 from domain.catalogue import PlatformMappings, ProductSnapshot
 from domain.mapping.common import MappingMissing
-from ops.reference_data import load_platform_mappings
-from ops.sandbox.app import create_sandbox_app
+from ops.config.reference_data import load_platform_mappings
+from ops.tools.sandbox.app import create_sandbox_app
 from workers.errors import AuthExpired, PermanentPlatformError, TransientPlatformError
 from workers.platforms.base import JobInput
 from workers.platforms.ebay import EbayAdapter

@@ -23,8 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domain.catalogue import PlatformMappings, ProductSnapshot
 from domain.mapping.common import NotEligible, PolicyViolation
-from ops.reference_data import load_platform_mappings
-from ops.sandbox.app import create_sandbox_app
+from ops.config.reference_data import load_platform_mappings
+from ops.tools.sandbox.app import create_sandbox_app
 from workers.errors import AuthExpired, PermanentPlatformError, TransientPlatformError
 from workers.platforms.base import JobInput
 from workers.platforms.etsy import EtsyAdapter

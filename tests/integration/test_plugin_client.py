@@ -26,11 +26,11 @@ import uvicorn
 from PIL import Image
 from sqlalchemy import text
 
-from ops.plugin_client import BackoffPolicy, GapRange, PluginClient, PluginClientConfig, SendWindow
-from ops.plugin_client.api import StoflowApi
-from ops.plugin_client.memory import TaskMemory, state_file_for
-from ops.sandbox.app import create_sandbox_app
-from ops.settings import Settings
+from ops.config.settings import Settings
+from ops.tools.plugin_client import BackoffPolicy, GapRange, PluginClient, PluginClientConfig, SendWindow
+from ops.tools.plugin_client.api import StoflowApi
+from ops.tools.plugin_client.memory import TaskMemory, state_file_for
+from ops.tools.sandbox.app import create_sandbox_app
 from persistence import plugin_tasks, queue
 from persistence.database import Database, connect_database
 from persistence.tenancy import tenant_transaction

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from PIL import Image
 from sqlalchemy import text
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence.database import connect_database
 from tests.pipeline_support import new_sku, running_pipeline, wait_for_job
 from tests.support import assert_problem, bearer, register

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import text
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence import plugin_tasks, queue
 from persistence.database import connect_database
 from persistence.tenancy import tenant_transaction

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.support import app_client, assert_problem, bearer, register
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}

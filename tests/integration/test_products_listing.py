@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from ops.settings import Settings, to_asyncpg_url
+from ops.config.settings import Settings, to_asyncpg_url
 from tests.integration.test_products import create, product_in, set_status, tenant
 from tests.support import assert_problem, bearer, register
 

@@ -12,13 +12,14 @@ import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
-from ops.rate_limit_usage import (
+from ops.adapters.rate_limit import (
     RateLimitUsage,
+    Reservation,
+    SlidingWindowLimiter,
     from_redis_micros,
     read_usage,
     vinted_member_key,
 )
-from workers.rate_limit import Reservation, SlidingWindowLimiter
 
 LIMIT = 40
 WINDOW = 7200

@@ -34,7 +34,7 @@ CHILD = """
 import asyncio, json, random, sys, time
 from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
-from workers.rate_limit import SlidingWindowLimiter
+from ops.adapters.rate_limit import SlidingWindowLimiter
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

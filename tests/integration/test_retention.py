@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.support import bearer, login, pg_connection, register
 from workers.dispatcher import Dispatcher
 

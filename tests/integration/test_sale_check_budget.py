@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.pipeline_support import EBAY_CONNECTION
 from tests.support import bearer, register
 from workers.context import WorkerApp, build_worker_app

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from domain.sales import SaleSource
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence import sales
 from persistence.database import Database, connect_database
 from persistence.tenancy import tenant_transaction

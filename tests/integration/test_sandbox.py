@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ops.sandbox.app import create_sandbox_app
+from ops.tools.sandbox.app import create_sandbox_app
 
 EBAY_BASIC = "Basic " + base64.b64encode(b"stoflow-app:app-secret").decode()
 INVENTORY = "/sell/inventory/v1"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from ops.sandbox.app import create_sandbox_app
+from ops.tools.sandbox.app import create_sandbox_app
 from tests.e2e.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ops.reference_data import load_platform_mappings
-from ops.sandbox.app import create_sandbox_app
+from ops.config.reference_data import load_platform_mappings
+from ops.tools.sandbox.app import create_sandbox_app
 
 INVENTORY = "/sell/inventory/v1"
 

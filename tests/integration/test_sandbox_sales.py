@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from ops.sandbox.app import create_sandbox_app
+from ops.tools.sandbox.app import create_sandbox_app
 from tests.integration.test_sandbox import INVENTORY, ebay_item, ebay_offer, ebay_seller
 
 FULFILLMENT = "/sell/fulfillment/v1"

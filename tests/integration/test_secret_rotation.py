@@ -12,10 +12,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from ops.platform import UnreadableStoredSecrets, _prepare_database
-from ops.secret_rotation import rotate_stored_tokens, unreadable_stored_tokens
-from ops.secrets_box import SecretsBox
-from ops.settings import Settings
+from ops.adapters.secrets_box import SecretsBox
+from ops.config.settings import Settings
+from ops.runtime.platform import UnreadableStoredSecrets, _prepare_database
+from ops.runtime.secret_rotation import rotate_stored_tokens, unreadable_stored_tokens
 from tests.conftest import ROOT
 from tests.support import app_client, bearer, pg_connection, register
 

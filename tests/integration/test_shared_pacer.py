@@ -7,7 +7,7 @@ import uuid
 
 from redis.asyncio import Redis
 
-from workers.rate_limit import SharedRequestPacer, SlidingWindowLimiter
+from ops.adapters.rate_limit import SharedRequestPacer, SlidingWindowLimiter
 
 
 async def test_pacers_sharing_a_key_never_exceed_the_rate(redis_url: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.integration.test_imports import ebay_connection, pro_tenant, run_import
 from tests.integration.test_platform_ebay import sandbox_url  # noqa: F401 - the module's sandbox fixture
 from tests.pipeline_support import running_pipeline, wait_for_job

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from gateway.dependencies import CurrentPrincipal, PublicSession, TenantSession, UnitOfWorkRoute
-from ops.settings import Settings
+from ops.config.settings import Settings
 from persistence.database import connect_database
 from persistence.tenancy import tenant_connection, tenant_schema, tenant_transaction
 from tests.support import app_client, bearer, pg_connection, register

@@ -12,7 +12,7 @@ import jwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
-from ops.settings import Settings
+from ops.config.settings import Settings
 from tests.support import assert_problem, bearer, login, register, unique_email
 
 WRONG_KEY = "not-the-server-key-" + "x" * 45

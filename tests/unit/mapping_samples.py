@@ -1,6 +1,6 @@
 """Sample products and mappings for the mapper tests, and the golden-payload comparison.
 
-The mappings are a hand-made excerpt of ops/reference_data/platform_mappings (same shape, some
+The mappings are a hand-made excerpt of ops/config/reference_data/platform_mappings (same shape, some
 entries unverified on purpose), so that golden payloads change only when a mapper does.
 """
 

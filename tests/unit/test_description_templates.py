@@ -24,7 +24,7 @@ from domain.description_templates import (
 from domain.mapping import ebay, etsy, vinted
 from domain.text_policy import TITLE_LIMITS, find_breaches
 
-REFERENCE = Path(__file__).resolve().parents[2] / "ops" / "reference_data" / "attributes"
+REFERENCE = Path(__file__).resolve().parents[2] / "ops" / "config" / "reference_data" / "attributes"
 PLATFORMS = ("vinted", "ebay", "etsy")
 FREE_NOTES = {
     "fr": ["Petite tache sur la manche", "Bouton du bas recousu", "Légère décoloration au col"],

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageCms
 
-from ops.image_processing import (
+from gateway.image_processing import (
     MAX_PIXELS,
     MAX_SIDE,
     MAX_UPLOAD_BYTES,

@@ -86,13 +86,13 @@ def test_domain_module_imports_only_the_standard_library_and_domain(path: Path) 
 @pytest.mark.parametrize(
     "source",
     [
-        "import ops.settings",
+        "import ops.config.settings",
         "from persistence.models import Product",
         "from gateway import app",
         "import workers",
         "from migrations import env",
         "import httpx",
-        "import importlib\nimportlib.import_module('ops.seed')",
+        "import importlib\nimportlib.import_module('ops.runtime.seed')",
         "__import__('persistence')",
         "def f():\n    from workers.pools import run\n",
         "from ... import ops",

@@ -21,7 +21,7 @@ from domain.mapping.common import (
     truncate_title,
 )
 from domain.mapping.policy import ListingPolicy, check_images, check_listing_policy, check_text_length
-from ops.reference_data import load_attributes, load_platform_mappings
+from ops.config.reference_data import load_attributes, load_platform_mappings
 from tests.unit.mapping_samples import MAPPINGS, NESTED_MAPPINGS, product
 
 # --- errors -----------------------------------------------------------------------------------------------

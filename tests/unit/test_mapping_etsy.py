@@ -10,7 +10,7 @@ import pytest
 from domain.catalogue import PlatformMappings
 from domain.mapping import MappingMissing, NotEligible, PolicyViolation
 from domain.mapping.etsy import EtsyShopSettings, check_etsy_eligibility, etsy_when_made, map_to_etsy_listing
-from ops.reference_data import load_platform_mappings
+from ops.config.reference_data import load_platform_mappings
 from tests.unit.mapping_samples import MAPPINGS, PRODUCT, assert_matches_golden, mappings_without, product
 
 SHOP = EtsyShopSettings(shop_id=5550001, shipping_profile_id=190001)

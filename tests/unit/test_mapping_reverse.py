@@ -8,7 +8,7 @@ from domain.catalogue import PlatformMappings
 from domain.mapping.ebay import ebay_listing_from
 from domain.mapping.reverse import map_back
 from domain.mapping.vinted import vinted_listing_from
-from ops.reference_data import load_platform_mappings
+from ops.config.reference_data import load_platform_mappings
 
 MAPPINGS = PlatformMappings.from_nested(load_platform_mappings())
 

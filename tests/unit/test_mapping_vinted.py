@@ -9,7 +9,7 @@ import pytest
 from domain.catalogue import PlatformMappings
 from domain.mapping import MappingMissing, PolicyViolation
 from domain.mapping.vinted import map_to_vinted_item
-from ops.reference_data import load_platform_mappings
+from ops.config.reference_data import load_platform_mappings
 from tests.unit.mapping_samples import MAPPINGS, PRODUCT, assert_matches_golden, mappings_without, product
 
 PHOTO_IDS = (8000000001, 8000000002)

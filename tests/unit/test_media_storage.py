@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.media_storage import (
+from persistence.media_storage import (
     InvalidMediaKey,
     LocalMediaStorage,
     MediaNotFound,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from ops.plugin_client.errors import CorruptState, InvalidGap, StateLocked, UnresolvedReference
-from ops.plugin_client.memory import TaskMemory, state_file_for
-from ops.plugin_client.rules import (
+from ops.tools.plugin_client.errors import CorruptState, InvalidGap, StateLocked, UnresolvedReference
+from ops.tools.plugin_client.memory import TaskMemory, state_file_for
+from ops.tools.plugin_client.rules import (
     BackoffPolicy,
     GapRange,
     Penalty,

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from ops.plugin_client.errors import UnresolvedReference
-from ops.plugin_client.rules import (
+from ops.tools.plugin_client.errors import UnresolvedReference
+from ops.tools.plugin_client.rules import (
     BackoffPolicy,
     Penalty,
     SendWindow,

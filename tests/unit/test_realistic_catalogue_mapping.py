@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import date
 
 from domain.catalogue import PlatformMappings
-from ops.reference_data import load_platform_mappings
+from ops.config.reference_data import load_platform_mappings
 from tests.realistic_catalogue import mapping_outcomes, realistic_catalogue
 
 TODAY = date(2026, 11, 26)

@@ -1,5 +1,6 @@
 """The data check CI runs: every seeded value the mappers use is mapped or marked `none` on every platform,
-ids are of the right type and not shared, and ops/reference_data/README.md shows the current coverage table.
+ids are of the right type and not shared, and ops/config/reference_data/README.md
+shows the current coverage table.
 
 Run `python -m tests.unit.test_reference_coverage` to print the table to paste into the README.
 """
@@ -10,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from ops.reference_data import PLATFORMS, load_attributes, load_platform_mappings
-from ops.reference_data import __file__ as reference_data_init
+from ops.config.reference_data import PLATFORMS, load_attributes, load_platform_mappings
+from ops.config.reference_data import __file__ as reference_data_init
 
 #: The kinds the coverage table reports: what a reseller sets and a mapper reads.
 KINDS: tuple[str, ...] = ("categories", "brands", "sizes", "colors", "conditions", "materials")

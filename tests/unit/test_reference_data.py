@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ops import reference_data
-from ops.reference_data import (
+from ops.config import reference_data
+from ops.config.reference_data import (
     ATTRIBUTE_KINDS,
     PLATFORMS,
     AttributeRecord,
@@ -14,7 +14,7 @@ from ops.reference_data import (
     load_platform_mappings,
 )
 
-#: Etsy ``when_made`` values (annual refresh; see ops/reference_data/README.md).
+#: Etsy ``when_made`` values (annual refresh; see ops/config/reference_data/README.md).
 ETSY_WHEN_MADE = frozenset(
     {
         "made_to_order",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from ops.media_urls import media_signing_secret, media_verification_secrets
-from ops.secret_keys import CURSORS, MARKETPLACE_TOKENS, MEDIA_URLS, derive_key
-from ops.secrets_box import SecretsBox, UnreadableSecret
-from ops.settings import Settings
+from ops.adapters.media_urls import media_signing_secret, media_verification_secrets
+from ops.adapters.secrets_box import SecretsBox, UnreadableSecret
+from ops.config.secret_keys import CURSORS, MARKETPLACE_TOKENS, MEDIA_URLS, derive_key
+from ops.config.settings import Settings
 
 SECRET = "a-deployment-secret-" + "s" * 30
 

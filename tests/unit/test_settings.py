@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ops.settings import DEFAULT_JWT_SECRET, DEFAULT_SECRET_KEY, Settings, to_asyncpg_url
+from ops.config.settings import DEFAULT_JWT_SECRET, DEFAULT_SECRET_KEY, Settings, to_asyncpg_url
 
 STRONG_JWT = "j" * 48
 STRONG_KEY = "k" * 48

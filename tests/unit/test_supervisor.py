@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from ops.supervisor import EXIT_CRASH_LOOP, EXIT_OK, ChildSpec, Supervisor
+from ops.runtime.supervisor import EXIT_CRASH_LOOP, EXIT_OK, ChildSpec, Supervisor
 
 
 class Lines(io.StringIO):

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from ops.adapters.rate_limit import SharedRequestPacer, SlidingWindowLimiter, application_key
 from workers.descriptions import build_writer
 from workers.platforms.ai import DescriptionAdapter
 from workers.platforms.base import PlatformAdapter
 from workers.platforms.ebay import EbayAdapter
 from workers.platforms.etsy import EtsyAdapter
 from workers.platforms.vinted import VintedAdapter
-from workers.rate_limit import SharedRequestPacer, SlidingWindowLimiter, application_key
 
 if TYPE_CHECKING:
     from workers.context import WorkerApp

@@ -20,13 +20,12 @@ from sqlalchemy import text
 
 from domain.jobs import USER_MESSAGES, JobErrorCode
 from domain.mapping.vinted import map_to_vinted_item, vinted_listing_from
-from ops.rate_limit_usage import seed_if_missing, vinted_member_key
+from ops.adapters.rate_limit import SlidingWindowLimiter, seed_if_missing, vinted_member_key
 from persistence import plugin_tasks, queue
 from persistence.tenancy import tenant_transaction
 from workers.errors import LeaseLost, PermanentPlatformError, RateLimited, TransientPlatformError
 from workers.platforms.base import JobInput, ListingOutcome
 from workers.platforms.media import image_keys
-from workers.rate_limit import SlidingWindowLimiter
 
 if TYPE_CHECKING:
     from workers.context import WorkerApp

@@ -4,14 +4,14 @@
 task queue; `rules` holds the pure parts, `memory` the on-disk record of tasks run.
 """
 
-from ops.plugin_client.client import (
+from ops.tools.plugin_client.client import (
     DEFAULT_STATE_DIR,
     DEFAULT_VINTED_URL,
     PluginClient,
     PluginClientConfig,
     RunSummary,
 )
-from ops.plugin_client.rules import BackoffPolicy, GapRange, SendWindow, parse_gap
+from ops.tools.plugin_client.rules import BackoffPolicy, GapRange, SendWindow, parse_gap
 
 __all__ = [
     "DEFAULT_STATE_DIR",

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import structlog
 
-from ops.plugin_client.errors import LoginFailed
+from ops.tools.plugin_client.errors import LoginFailed
 
 log = structlog.get_logger(__name__)
 

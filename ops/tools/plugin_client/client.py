@@ -29,10 +29,10 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import structlog
 
-from ops.plugin_client.api import StoflowApi, problem_code
-from ops.plugin_client.errors import ImageUnavailable, LoginFailed, UnresolvedReference
-from ops.plugin_client.memory import AccountBackoff, TaskMemory, state_file_for
-from ops.plugin_client.rules import (
+from ops.tools.plugin_client.api import StoflowApi, problem_code
+from ops.tools.plugin_client.errors import ImageUnavailable, LoginFailed, UnresolvedReference
+from ops.tools.plugin_client.memory import AccountBackoff, TaskMemory, state_file_for
+from ops.tools.plugin_client.rules import (
     BackoffPolicy,
     GapRange,
     SendWindow,
@@ -44,7 +44,7 @@ from ops.plugin_client.rules import (
     prepare_request,
     send_window_from,
 )
-from ops.plugin_client.vinted import Exchange, Pacing, Upload, VintedAccountSession
+from ops.tools.plugin_client.vinted import Exchange, Pacing, Upload, VintedAccountSession
 
 log = structlog.get_logger(__name__)
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from ops.plugin_client.errors import CorruptState, StateLocked
+from ops.tools.plugin_client.errors import CorruptState, StateLocked
 
 VERSION = 1
 #: Reported tasks are kept this long, in case the report was recorded but its answer lost.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from ops.plugin_client.errors import ImageUnavailable, InvalidGap, UnresolvedReference
+from ops.tools.plugin_client.errors import ImageUnavailable, InvalidGap, UnresolvedReference
 
 #: The status a request gets when no HTTP answer arrived (connection refused, timeout, dropped answer).
 NETWORK_FAILURE = 0

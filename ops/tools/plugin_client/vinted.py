@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import httpx
 import structlog
 
-from ops.plugin_client.rules import (
+from ops.tools.plugin_client.rules import (
     NETWORK_FAILURE,
     GapRange,
     Penalty,

@@ -15,9 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ops.sandbox import ebay, etsy, sales, seller_actions, vinted
-from ops.sandbox.faults import FaultBook, FaultMiddleware, FaultSpec, platform_of
-from ops.sandbox.state import JsonDict, Platform, RequestRecord, SandboxState
+from ops.tools.sandbox import ebay, etsy, sales, seller_actions, vinted
+from ops.tools.sandbox.faults import FaultBook, FaultMiddleware, FaultSpec, platform_of
+from ops.tools.sandbox.state import JsonDict, Platform, RequestRecord, SandboxState
 
 CONTROL = "/_sandbox"
 

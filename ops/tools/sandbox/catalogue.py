@@ -2,7 +2,8 @@
 Etsy seller taxonomy nodes.
 
 The real catalogues hold tens of thousands of nodes; the sandbox knows the ones Stoflow's own reference data
-names (ops/reference_data/platform_mappings), plus a few ids tests use on purpose. A listing in any other id
+names (`ops/config/reference_data/platform_mappings`),
+plus a few ids tests use on purpose. A listing in any other id
 is refused, as a real marketplace refuses an id it has no node for: a typo or a stale id shows up in tests.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import cache
 
-from ops.reference_data import load_platform_mappings
+from ops.config.reference_data import load_platform_mappings
 
 #: eBay's clothing categories take these item conditions (1000, 1500, 1750, 2990, 3000, 3010).
 APPAREL_CONDITIONS = frozenset(

@@ -7,10 +7,10 @@ errorId 1001 (invalid token) and 1002 (missing token), and the token endpoint an
 the sandbox already refuses it at PUT: Stoflow always sends complete items, so an incomplete one is a client
 bug we want to see at once.
 
-Every request is first checked against its endpoint's contract (ops/sandbox/ebay_contract.py, from eBay's
+Every request is first checked against its endpoint's contract (`ebay_contract.py`, from eBay's
 published OpenAPI file): JSON bodies with no unknown field, `Content-Language` on writes, HTTPS pictures
 (plain http only from loopback hosts), `updateOffer` without the offer's keys. Beyond the schema the fake
-knows which category ids exist and which conditions they take (ops/sandbox/catalogue.py), and which currency
+knows which category ids exist and which conditions they take (`catalogue.py`), and which currency
 each marketplace lists in.
 """
 
@@ -26,12 +26,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 
-from ops.sandbox import ebay_contract
-from ops.sandbox.catalogue import ebay_categories
-from ops.sandbox.contract import ParsedRequest, Violation, checked_request
-from ops.sandbox.ebay_aspects import missing_aspect_errors
-from ops.sandbox.faults import PlatformHooks
-from ops.sandbox.state import AccessToken, EbayAccount, EbayOffer, JsonDict, SandboxState, state_of
+from ops.tools.sandbox import ebay_contract
+from ops.tools.sandbox.catalogue import ebay_categories
+from ops.tools.sandbox.contract import ParsedRequest, Violation, checked_request
+from ops.tools.sandbox.ebay_aspects import missing_aspect_errors
+from ops.tools.sandbox.faults import PlatformHooks
+from ops.tools.sandbox.state import AccessToken, EbayAccount, EbayOffer, JsonDict, SandboxState, state_of
 
 router = APIRouter(tags=["ebay"])
 

@@ -3,7 +3,7 @@
 eBay refuses to publish an offer whose inventory item lacks an aspect its category requires, with one
 25002 user error per missing aspect ("The item specific Brand is missing. Add Brand to this listing,
 enter a valid value, and then try again.", the aspect's name as parameter "2"). The sandbox applies
-the same rule from the `required_aspects` of ops/reference_data/platform_mappings/ebay.json, so a
+the same rule from the `required_aspects` of ops/config/reference_data/platform_mappings/ebay.json, so a
 mapper that skipped its own check would meet the refusal the real marketplace gives.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from ops.reference_data import load_platform_mappings
+from ops.config.reference_data import load_platform_mappings
 
 
 @cache

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
-from ops.sandbox.contract import EndpointContract
+from ops.tools.sandbox.contract import EndpointContract
 
 INVENTORY = "/sell/inventory/v1"
 

@@ -1,6 +1,6 @@
 """Fake Etsy Open API v3: OAuth refresh, shop listings, listing images, inventory and shop policies.
 
-Every request is checked against its endpoint's contract (ops/sandbox/etsy_contract.py, from Etsy's published
+Every request is checked against its endpoint's contract (`etsy_contract.py` here, from Etsy's published
 OpenAPI file) before the route runs: `x-api-key` must be `<keystring>:<shared secret>`, listing writes are
 form-encoded and know no `skus` (nor `price`/`quantity` on update), the inventory takes JSON offerings.
 Shapes follow Etsy's v3 reference and the etsy/open-api issue tracker: errors are `{"error": "..."}`; token
@@ -20,10 +20,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 
-from ops.sandbox import etsy_contract
-from ops.sandbox.contract import ParsedRequest, Violation, checked_request
-from ops.sandbox.faults import PlatformHooks
-from ops.sandbox.state import AccessToken, EtsyListing, EtsyShop, JsonDict, SandboxState, state_of
+from ops.tools.sandbox import etsy_contract
+from ops.tools.sandbox.contract import ParsedRequest, Violation, checked_request
+from ops.tools.sandbox.faults import PlatformHooks
+from ops.tools.sandbox.state import AccessToken, EtsyListing, EtsyShop, JsonDict, SandboxState, state_of
 
 router = APIRouter(tags=["etsy"])
 

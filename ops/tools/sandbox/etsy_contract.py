@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ops.sandbox.contract import EndpointContract
+from ops.tools.sandbox.contract import EndpointContract
 
 APPLICATION = "/v3/application"
 

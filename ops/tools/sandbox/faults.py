@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ops.sandbox.state import Platform, RequestRecord, SandboxState
+from ops.tools.sandbox.state import Platform, RequestRecord, SandboxState
 
 FaultKind = Literal[
     "latency",  # delay every matching request (fixed, or uniform between delay and max_delay)
@@ -202,7 +202,7 @@ class FaultMiddleware:
                 )
             )
             latencies, rule = self._pick_rules(platform, method, path, headers, hooks)
-        # The route notes contract violations on the record (ops/sandbox/contract.py).
+        # The route notes contract violations on the record (ops/tools/sandbox/contract.py).
         scope.setdefault("state", {})["sandbox_record"] = record
         for delay in latencies:
             await asyncio.sleep(delay)

@@ -16,8 +16,8 @@ from decimal import Decimal
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from ops.sandbox import ebay, etsy, vinted
-from ops.sandbox.state import EbayOffer, JsonDict, VintedItem, state_of
+from ops.tools.sandbox import ebay, etsy, vinted
+from ops.tools.sandbox.state import EbayOffer, JsonDict, VintedItem, state_of
 
 router = APIRouter(prefix="/_sandbox", tags=["sandbox control"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from ops.sandbox.app import create_sandbox_app
+from ops.tools.sandbox.app import create_sandbox_app
 
 
 def serve(

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from starlette.requests import Request
 
-from ops.sandbox.catalogue import etsy_taxonomy_ids
+from ops.tools.sandbox.catalogue import etsy_taxonomy_ids
 
 Platform = Literal["ebay", "etsy", "vinted"]
 PLATFORMS: tuple[Platform, ...] = ("ebay", "etsy", "vinted")
@@ -52,7 +52,7 @@ class RequestRecord:
     endpoint: str | None = None
     status: int | None = None
     fault: str | None = None
-    #: How the request broke its endpoint's contract (ops/sandbox/contract.py); empty when it conforms.
+    #: How the request broke its endpoint's contract (ops/tools/sandbox/contract.py); empty when it conforms.
     violations: list[str] = field(default_factory=list)
     #: The `Origin` header a browser sent (the page the request came from); None when there was none.
     origin: str | None = None

@@ -24,8 +24,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.datastructures import Headers, UploadFile
 
-from ops.sandbox.faults import PlatformHooks
-from ops.sandbox.state import JsonDict, SandboxState, VintedItem, VintedSession, state_of
+from ops.tools.sandbox.faults import PlatformHooks
+from ops.tools.sandbox.state import JsonDict, SandboxState, VintedItem, VintedSession, state_of
 
 router = APIRouter(tags=["vinted"])
 

@@ -1,0 +1,1 @@
+"""Infrastructure adapters the gateway and the workers share: Redis- and key-backed services."""

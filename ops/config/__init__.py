@@ -1,0 +1,1 @@
+"""Configuration every package may import: settings, logging, derived keys, reference data."""

@@ -1,0 +1,1 @@
+"""What starts processes: the `stoflow` CLI, the supervisor, embedded services, start-up."""

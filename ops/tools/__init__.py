@@ -1,0 +1,1 @@
+"""Applications beside the platform: the marketplace sandbox and the reference plugin client."""
