@@ -179,13 +179,14 @@ def _literal(value: Any) -> str:
 
 async def run(products: int, requests: int, warmup: int, seed: int) -> str:
     from gateway.app import create_app
+    from migrations.runner import upgrade_tenant_schema
 
     load_before = os.getloadavg()[0]
     async with claimed_redis() as redis_url, scratch_database() as database_url:
         settings = bench_settings(database_url, redis_url)
         configure_logging(settings)
         versions = await service_versions(database_url, redis_url)
-        app = create_app(settings)
+        app = create_app(settings, tenant_migrator=upgrade_tenant_schema)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:

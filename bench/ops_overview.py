@@ -154,8 +154,9 @@ async def _scan(settings: Settings) -> float:
 
 async def _measure(settings: Settings, rounds: int, requests: int) -> dict[str, Any]:
     from gateway.app import create_app
+    from migrations.runner import upgrade_tenant_schema
 
-    app = create_app(settings)
+    app = create_app(settings, tenant_migrator=upgrade_tenant_schema)
     overview: list[list[float]] = []
     counts: list[float] = []
     scans: list[float] = []

@@ -504,6 +504,7 @@ async def _round_trips(bench: Bench) -> dict[str, Any]:
     """
     from bench.noop_adapter import NoopAdapter
     from gateway.app import create_app
+    from migrations.runner import upgrade_tenant_schema
     from ops.config.logs import configure_logging
     from ops.config.settings import Settings
     from workers.context import build_worker_app
@@ -511,7 +512,7 @@ async def _round_trips(bench: Bench) -> dict[str, Any]:
 
     settings = Settings(database_url=bench.database_url, redis_url=bench.redis_url, log_level="WARNING")
     configure_logging(settings)
-    app = create_app(settings)
+    app = create_app(settings, tenant_migrator=upgrade_tenant_schema)
     [product] = bench.take(1)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -34,15 +34,22 @@ from gateway.routers import (
 )
 from gateway.services import build_services
 from ops.config.settings import Settings
+from persistence.accounts import TenantSchemaMigrator
 
 # Multipart carries images of up to 10 MB plus form overhead.
 MULTIPART_LIMIT = 11 * 1024 * 1024
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, tenant_migrator: TenantSchemaMigrator) -> FastAPI:
+    """Build the gateway; `tenant_migrator` creates each registering tenant's schema.
+
+    The caller wires it (`stoflow api` passes `migrations.runner.upgrade_tenant_schema`), so the gateway
+    reaches the migrations only through that interface.
+    """
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = build_services(settings)
+        services = build_services(settings, tenant_migrator)
         app.state.services = services
         try:
             yield

@@ -13,6 +13,7 @@ from gateway.passwords import PasswordHasher
 from gateway.plugin_hub import PluginHub
 from gateway.tokens import TokenService
 from ops.config.settings import Settings
+from persistence.accounts import TenantSchemaMigrator
 from persistence.database import Database, connect_database
 
 
@@ -27,6 +28,8 @@ class GatewayServices:
     client_limiter: ClientLimiter
     images: ImageDecoder
     plugin_hub: PluginHub
+    #: creates a registering tenant's schema (given by whoever starts the gateway: see `create_app`)
+    tenant_migrator: TenantSchemaMigrator
 
     async def close(self) -> None:
         self.passwords.close()
@@ -36,7 +39,7 @@ class GatewayServices:
         await self.redis.aclose()
 
 
-def build_services(settings: Settings) -> GatewayServices:
+def build_services(settings: Settings, tenant_migrator: TenantSchemaMigrator) -> GatewayServices:
     redis = Redis.from_url(
         settings.required_redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
     )
@@ -55,6 +58,7 @@ def build_services(settings: Settings) -> GatewayServices:
             refresh_ttl=timedelta(days=settings.refresh_expire_days),
         ),
         passwords=PasswordHasher(settings.bcrypt_rounds, threads=settings.bcrypt_threads),
+        tenant_migrator=tenant_migrator,
         plugin_hub=PluginHub(
             settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
         ),

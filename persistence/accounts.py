@@ -1,14 +1,20 @@
-"""Tenants, users, login sessions and refresh tokens (all in `public`)."""
+"""Tenants, users, login sessions and refresh tokens (all in `public`).
+
+A new tenant's schema is created by a `TenantSchemaMigrator` the caller passes in: persistence names what
+it needs, and whoever starts the process (the runtime, a test) hands it
+`migrations.runner.upgrade_tenant_schema`, so this floor never imports the migrations above it.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from migrations.runner import upgrade_tenant_schema
 from persistence.core_models import LoginSession, RefreshToken, SubscriptionQuota, Tenant, User
 from persistence.tenancy import tenant_schema
 
@@ -41,11 +47,19 @@ async def add_tenant(session: AsyncSession, *, name: str, tier: str) -> Tenant:
     return tenant
 
 
-async def create_tenant_schema(session: AsyncSession, prefix: str, tenant_id: int) -> str:
+class TenantSchemaMigrator(Protocol):
+    """Create `schema` if missing and bring it to the newest tenant migration, on the caller's connection."""
+
+    def __call__(self, connection: AsyncConnection, schema: str, /) -> Awaitable[object]: ...
+
+
+async def create_tenant_schema(
+    session: AsyncSession, prefix: str, tenant_id: int, migrate: TenantSchemaMigrator
+) -> str:
     """Create and migrate the tenant's schema inside the caller's transaction."""
     schema = tenant_schema(prefix, tenant_id)
     connection = await session.connection()
-    await upgrade_tenant_schema(connection, schema)
+    await migrate(connection, schema)
     # The migration scoped the transaction to the new schema; nothing after it needs that.
     await connection.execute(text("SET LOCAL search_path TO public"))
     return schema

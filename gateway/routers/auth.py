@@ -105,7 +105,9 @@ async def register(
     tenant = await accounts.add_tenant(
         session, name=body.business_name or body.full_name or body.email, tier=settings.default_tier
     )
-    await accounts.create_tenant_schema(session, settings.tenant_schema_prefix, tenant.id)
+    await accounts.create_tenant_schema(
+        session, settings.tenant_schema_prefix, tenant.id, services.tenant_migrator
+    )
     try:
         user = await accounts.add_user(
             session,

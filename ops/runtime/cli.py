@@ -47,10 +47,17 @@ def api(
     import uvicorn
 
     from gateway.app import create_app
+    from migrations.runner import upgrade_tenant_schema
 
     settings = _settings()
     _require_urls(settings)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(settings, tenant_migrator=upgrade_tenant_schema),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 @app.command()

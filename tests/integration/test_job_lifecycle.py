@@ -418,13 +418,14 @@ async def test_the_hand_out_property_over_a_short_window(
 ) -> None:
     """200 tasks of one member released while no plugin runs; a plugin claiming as fast as it can."""
     from gateway.app import create_app
+    from migrations.runner import upgrade_tenant_schema
 
     limit, window = 40, 2
     settings = migrated.model_copy(update={"vinted_rate_limit": limit, "vinted_rate_window_seconds": window})
     headers, tenant_id, account = await _vinted_tenant(client)
     member = await _member_of(client, headers, account)
     await _release_tasks(database, settings, tenant_id, account, member, count=200)
-    application = create_app(settings)
+    application = create_app(settings, tenant_migrator=upgrade_tenant_schema)
     handed = 0
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)

@@ -128,8 +128,9 @@ def test_random_interleavings_keep_the_lifecycle_guarantees(migrated: Settings) 
 
     async def start() -> Environment:
         from gateway.app import create_app
+        from migrations.runner import upgrade_tenant_schema
 
-        application = create_app(base)
+        application = create_app(base, tenant_migrator=upgrade_tenant_schema)
         await stack.enter_async_context(application.router.lifespan_context(application))
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
         client = await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://t"))
