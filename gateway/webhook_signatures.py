@@ -1,4 +1,4 @@
-"""Marketplace webhook signatures, both sides: the gateway verifies them, the sandbox makes them.
+"""Marketplace webhook signatures, the receiving side: the gateway checks what eBay and Etsy send.
 
 eBay Notification API: `x-ebay-signature` is base64 of a JSON `{"alg", "kid", "signature", "digest"}`;
 `signature` is a base64 DER ECDSA signature (SHA-1 digest) of the raw body, by the key eBay serves at
@@ -8,6 +8,10 @@ eBay Notification API: `x-ebay-signature` is base64 of a JSON `{"alg", "kid", "s
 Etsy (Standard Webhooks): `webhook-id`, `webhook-timestamp` (epoch seconds) and `webhook-signature`
 (`v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, several separated by spaces); the signing
 secret is `whsec_<base64 key>`. A timestamp outside the tolerance is refused: a replay.
+
+The sending side is the sandbox's own (`ops.tools.sandbox.webhook_signing`), written apart from this one from
+the same published schemes, so the tests that pass a sandbox delivery through this check compare two
+readings of the documentation, not one function with itself.
 """
 
 from __future__ import annotations
@@ -70,22 +74,6 @@ def verify_ebay_signature(public_key_pem: str, signature: bytes, body: bytes) ->
         raise SignatureRefused("forged eBay notification") from error
 
 
-def new_ebay_key_pair() -> tuple[ec.EllipticCurvePrivateKey, str]:
-    """A key pair as the sandbox's own eBay key: the private key and the public key's PEM."""
-    private = ec.generate_private_key(ec.SECP256R1())
-    public = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, public.decode()
-
-
-def sign_ebay(private_key: ec.EllipticCurvePrivateKey, kid: str, body: bytes) -> str:
-    """The `x-ebay-signature` header eBay would send with this body."""
-    signature = private_key.sign(body, ec.ECDSA(hashes.SHA1()))  # noqa: S303 - eBay's scheme
-    fields = {"alg": "ecdsa", "kid": kid, "signature": base64.b64encode(signature).decode(), "digest": "SHA1"}
-    return base64.b64encode(json.dumps(fields).encode()).decode()
-
-
 # --- Etsy (Standard Webhooks) ---------------------------------------------------------------------------
 
 
@@ -97,8 +85,8 @@ def _etsy_key(secret: str) -> bytes:
         return encoded.encode()
 
 
-def sign_etsy(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` header value for this delivery."""
+def _etsy_signature(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """The `v1,…` signature Etsy computes for this delivery."""
     signed = f"{webhook_id}.{timestamp}.".encode() + body
     digest = hmac.new(_etsy_key(secret), signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
@@ -123,7 +111,7 @@ def verify_etsy_signature(
         raise SignatureRefused("malformed webhook-timestamp") from error
     if abs(now - sent_at) > tolerance_seconds:
         raise SignatureRefused("webhook-timestamp outside the tolerance: a replay")
-    expected = sign_etsy(secret, webhook_id, sent_at, body)
+    expected = _etsy_signature(secret, webhook_id, sent_at, body)
     offered = signature_header.split()
     if not any(hmac.compare_digest(expected, candidate) for candidate in offered):
         raise SignatureRefused("forged Etsy delivery")

@@ -21,10 +21,11 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from gateway.ebay_keys import EbayKeyring
-from gateway.webhook_signatures import ebay_challenge_response, sign_ebay, sign_etsy
+from gateway.webhook_signatures import ebay_challenge_response
 from ops.config.settings import Settings
 from ops.tools.sandbox.app import create_sandbox_app
 from ops.tools.sandbox.sales import WebhookConfig
+from ops.tools.sandbox.webhook_signing import sign_ebay, sign_etsy
 from persistence.database import connect_database
 from tests.integration.test_pipeline import FakeMarketplace
 from tests.integration.test_sales import ETSY_CONNECTION

@@ -26,9 +26,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from gateway.webhook_signatures import new_ebay_key_pair, sign_ebay, sign_etsy
 from ops.tools.sandbox import ebay, etsy, vinted
 from ops.tools.sandbox.state import JsonDict, SandboxState, state_of
+from ops.tools.sandbox.webhook_signing import new_ebay_key_pair, sign_ebay, sign_etsy
 
 log = structlog.get_logger(__name__)
 
