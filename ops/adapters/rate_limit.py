@@ -1,8 +1,11 @@
-"""Per-account rate limits: a sliding-window log in Redis, taken atomically by one Lua script.
+"""Rate limits in Redis, both sides in one module: the Lua scripts that take slots and the reads of a window.
 
-Each account has one sorted set (see `ops.adapters.rate_limit.vinted_account_key`) holding one member per slot
-taken, scored with the moment it was taken. A task reserves all the slots it needs or none, in one script, so
-any number of worker processes share the budget without a lock and without overshooting it.
+A limited key (a Vinted member's budget, `vinted_member_key`; a marketplace application's request rate,
+`application_key`) is one sorted set holding one member per slot taken, scored with the moment it was taken.
+The workers take slots with `SlidingWindowLimiter.acquire`: a task reserves all the slots it needs or none, in
+one script, so any number of worker processes share the budget without a lock and without overshooting it.
+The gateway and the operator console read a window with `read_usage` (the rate-limit endpoint, the Vinted
+budgets panel) and never take a slot; `seed_if_missing` rebuilds a lost log from PostgreSQL's record.
 
 Why a sliding log rather than fixed windows or a token bucket: Vinted's limit is "at most N requests in any
 2 hours". A fixed window lets 2N through around its boundary (N at 1:59, N at 2:01); a counter or bucket only
@@ -10,20 +13,10 @@ approximates the rule. The log is exact: it holds every slot still in the window
 how many are used and *when* enough will have left (`available_at`), and the caller defers the job to that
 moment instead of polling. At 40 slots per account the log stays tiny.
 
-Why Redis's clock (TIME inside the script) rather than the caller's: every worker, on every host, is judged by
-the same clock, so a host whose clock runs slow or fast can neither widen the window nor see slots expire
-early, and the gateway's read side (`read_usage` below) uses that same clock to agree exactly.
-Timestamps are integer microseconds, exact in Lua's doubles.
-
-The read side, from the former rate-limit usage module:
-
-The read side of the rate limiter: account keys and how much of a window is spent.
-
-The gateway answers `GET /api/integrations/vinted/accounts/{id}/rate-limit` from here without importing
-`workers/`. The writer (`ops.adapters.rate_limit.SlidingWindowLimiter`) keeps one sorted set per account: one
-member per slot taken, scored with Redis's own clock in integer microseconds. This module reads that set with
-the same clock and the same rule, so both sides agree to the microsecond on what is still in the window: a
-slot taken at `t` counts while `now < t + window`.
+Why Redis's clock (TIME inside every script) rather than the caller's: every worker, on every host, is judged
+by the same clock, so a host whose clock runs slow or fast can neither widen the window nor see slots expire
+early, and the read side agrees with the writer to the microsecond: a slot taken at `t` counts while
+`now < t + window`. Timestamps are integer microseconds, exact in Lua's doubles.
 """
 
 from __future__ import annotations
