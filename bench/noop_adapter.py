@@ -1,4 +1,4 @@
-"""A marketplace that costs nothing: every step succeeds at once, for benchmarks and pipeline tests."""
+"""A marketplace that costs nothing: every step succeeds at once. Benchmarks only (bench/pipeline.py)."""
 
 from __future__ import annotations
 
