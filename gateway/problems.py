@@ -71,7 +71,7 @@ class ProblemDocument(BaseModel):
     status: int
     detail: str
     code: str = Field(
-        description="Machine-readable error code (API.md lists those that are part of the contract)."
+        description="Machine-readable error code (the contract's codes: docs/http-contract.md)."
     )
     errors: list[dict[str, Any]] | None = Field(
         default=None, description='For validation errors: `[{"loc": [...], "msg": "..."}]`.'

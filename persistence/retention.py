@@ -1,7 +1,7 @@
 """Retention: purge what has served its purpose, in small batches that never hold locks for long.
 
 What goes (history is kept: `publications_history` is the user's record):
-- `public.idempotency_keys` past 24 h (the replay window of API.md);
+- `public.idempotency_keys` past 24 h (the replay window, docs/http-contract.md);
 - `public.login_sessions` created before the retention age whose refresh tokens are all expired, spent
   or revoked (their refresh tokens go with them, by cascade);
 - each tenant's finished `plugin_tasks` past the retention age.

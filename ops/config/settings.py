@@ -1,4 +1,4 @@
-"""Typed settings read from the environment (see DESIGN.md, Configuration).
+"""Typed settings read from the environment (the README's Configuration lists them).
 
 Build one `Settings` at each entry point and pass it down; nothing reads the environment elsewhere.
 """

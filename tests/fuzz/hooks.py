@@ -9,7 +9,7 @@ import schemathesis
 
 @schemathesis.check
 def problem_document_with_code(ctx: Any, response: Any, case: Any) -> bool | None:
-    """4xx/5xx answers are RFC 9457 problem documents carrying a machine `code` (API.md, Conventions)."""
+    """4xx/5xx answers are RFC 9457 problem documents carrying a machine `code` (http-contract.md)."""
     if response.status_code < 400 or case.method.upper() == "HEAD":
         return None
     content_type = response.headers.get("content-type", [""])

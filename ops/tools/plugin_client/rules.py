@@ -187,7 +187,7 @@ def seconds_until_send(last_request_end: float | None, gap: float, now: float) -
 
 # --- Vinted's own request window -----------------------------------------------------------------------
 
-#: What Stoflow allows per Vinted account when its rate-limit endpoint cannot be read (DESIGN.md point 6).
+#: What Stoflow allows per Vinted account when its rate-limit endpoint cannot be read (40 per 2 hours).
 DEFAULT_SEND_LIMIT = 40
 DEFAULT_SEND_WINDOW_SECONDS = 7200.0
 
