@@ -1,6 +1,9 @@
 """Must-show 7: 200 tenants' eBay sale checks against a small daily budget, over one simulated day.
 
-Real PostgreSQL (200 registered tenants, their `sale_checks` rows written by connecting eBay) and the
+`STOFLOW_TEST_SCALE=full` runs the must-show's 200 tenants and budget of 400; CI runs 40 tenants with the
+same two calls per tenant and day (tests/scale.py), under the same assertions.
+
+Real PostgreSQL (the registered tenants, their `sale_checks` rows written by connecting eBay) and the
 real Redis counter; the clock is simulated a minute per round, and eBay is a reader that counts its calls.
 """
 
@@ -19,13 +22,14 @@ from structlog.testing import capture_logs
 from ops.secrets_box import SecretsBox
 from ops.settings import Settings
 from tests.pipeline_support import EBAY_CONNECTION
+from tests.scale import SALE_CHECK_BUDGET, SALE_CHECK_TENANTS
 from tests.support import bearer, pg_connection, register
 from workers.context import WorkerApp, build_worker_app
 from workers.platforms.base import AccountAccess, BudgetSpent
 from workers.sale_checks import SaleChecker
 
-TENANTS = 200
-BUDGET = 400
+TENANTS = SALE_CHECK_TENANTS
+BUDGET = SALE_CHECK_BUDGET
 DAY = datetime(2030, 1, 7, tzinfo=UTC)
 
 
@@ -71,6 +75,7 @@ async def _connected_tenants(client: httpx.AsyncClient, count: int) -> set[int]:
 async def test_two_hundred_tenants_share_a_small_ebay_budget_spread_over_the_day(
     client: httpx.AsyncClient, worker_app: WorkerApp
 ) -> None:
+    """Must-show 7 at its full size (200 tenants, 400 calls a day) under STOFLOW_TEST_SCALE=full."""
     tenants = await _connected_tenants(client, TENANTS)
     ebay = CountingEbay()
     checker = SaleChecker(worker_app, "ebay", ebay, clock=lambda: ebay.now)  # type: ignore[arg-type]

@@ -18,11 +18,12 @@ from ops.secret_rotation import rotate_stored_tokens, unreadable_stored_tokens
 from ops.secrets_box import SecretsBox
 from ops.settings import Settings
 from tests.conftest import ROOT
+from tests.scale import ROTATION_TENANTS
 from tests.support import app_client, bearer, pg_connection, register
 
 OLD_SECRET = "old-secret-" + "o" * 40
 NEW_SECRET = "new-secret-" + "n" * 40
-TENANTS = 100
+TENANTS = ROTATION_TENANTS
 
 
 async def _connect_ebay(http: httpx.AsyncClient, index: int) -> int:
@@ -81,6 +82,7 @@ async def isolated(migrated: Settings) -> AsyncIterator[Settings]:
 
 
 async def test_rotation_over_a_hundred_tenants_keeps_every_token(isolated: Settings) -> None:
+    """The rotation's must-show (100 tenants, every token kept) at STOFLOW_TEST_SCALE=full; 20 in CI."""
     old = isolated.model_copy(update={"stoflow_secret_key": SecretStr(OLD_SECRET)})
     rotating = isolated.model_copy(
         update={"stoflow_secret_key": SecretStr(NEW_SECRET), "stoflow_old_secret_keys": SecretStr(OLD_SECRET)}
