@@ -72,6 +72,9 @@ async def _connected_tenants(client: httpx.AsyncClient, count: int) -> set[int]:
     return tenants
 
 
+# No coverage tracer: 1,440 rounds of the same code (the test below covers the checker's paths) took twice as
+# long under it (65 s against 34 s with 40 tenants on the loaded 2-core CI machine).
+@pytest.mark.no_cover
 async def test_two_hundred_tenants_share_a_small_ebay_budget_spread_over_the_day(
     client: httpx.AsyncClient, worker_app: WorkerApp
 ) -> None:
