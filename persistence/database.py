@@ -68,3 +68,34 @@ def connect_database(url: str, *, pool_size: int = 10, max_overflow: int = 10) -
     )
     event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
     return Database(engine=engine, session_factory=async_sessionmaker(engine, expire_on_commit=False))
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The plain `postgresql://` DSN asyncpg takes, from the `postgresql+asyncpg://` URL of the settings."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def connect_raw_pool(url: str, *, size: int) -> Any:
+    """An asyncpg pool of its own, without SQLAlchemy, for the hot paths' single statements.
+
+    Same connection settings as `connect_database`. Each statement sent on it runs in its own transaction
+    (`persistence.tenancy.in_schema` names the tenant's schema in it); jsonb values cross it as text.
+    Nothing sent on it leaves state on the connection (no SET, no advisory lock, no LISTEN, no open
+    transaction: a failed statement rolls its own back), so a connection goes back to the pool without
+    asyncpg's reset query, one round trip per use saved.
+    """
+    import asyncpg
+
+    return await asyncpg.create_pool(
+        asyncpg_dsn(url),
+        min_size=1,
+        max_size=size,
+        timeout=5,
+        command_timeout=60,
+        server_settings={"plan_cache_mode": "force_custom_plan"},
+        reset=_keep_as_is,
+    )
+
+
+async def _keep_as_is(_connection: Any) -> None:
+    """The raw pool's reset: nothing to undo (see `connect_raw_pool`)."""

@@ -1,14 +1,17 @@
 """Tenant scoping, in exactly one place.
 
 Every tenant transaction starts with `SET LOCAL search_path` naming that tenant's schema only, so the
-scope ends with the transaction and can never leak to the next user of a pooled connection. The schema
-name is built from the integer tenant id alone, never from input.
+scope ends with the transaction and can never leak to the next user of a pooled connection. The hot
+paths' single statements name the schema instead (`in_schema`), so they need no transaction of their own.
+The schema name is built from the integer tenant id alone, never from input.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import text
@@ -20,6 +23,22 @@ def tenant_schema(prefix: str, tenant_id: int) -> str:
     if type(tenant_id) is not int or tenant_id <= 0:
         raise ValueError(f"tenant id must be a positive integer, got {tenant_id!r}")
     return f"{prefix}{tenant_id}"
+
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+@lru_cache(maxsize=4096)
+def in_schema(statement: str, schema: str) -> str:
+    """`statement` with every `{schema}` placeholder replaced by the quoted schema name.
+
+    For a statement sent on its own (no `SET LOCAL search_path`, one round trip): it names every tenant
+    table it touches as `{schema}.table`. Cached, so that one tenant's statement is the same string every
+    time (asyncpg prepares it once per connection).
+    """
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(f"not a tenant schema name: {schema!r}")
+    return statement.replace("{schema}", f'"{schema}"')
 
 
 async def scope_to_tenant(target: AsyncSession | AsyncConnection, schema: str) -> None:
