@@ -46,8 +46,15 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+#: What every pattern above starts with: a text with none of these has nothing to scrub (one search, not
+#: seven, for the plain values of nearly every log line).
+_SECRET_ANCHORS = re.compile(r"\$2|eyJ|gAAAAA|\[parameters: |Key \(|query argument \$|invalid input ")
+
+
 def scrub_text(text: str) -> str:
     """Replace every secret-shaped part of a text."""
+    if _SECRET_ANCHORS.search(text) is None:
+        return text
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text

@@ -45,6 +45,12 @@ async def driver_connection(session: AsyncSession) -> Any:
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
+    # SQLAlchemy's asyncpg adapter sends BEGIN with its first statement; a raw statement sent before any
+    # of its own would run outside the session's transaction (and a `SET LOCAL` would do nothing), so
+    # BEGIN goes first here when it has not been sent yet.
+    adapted: Any = raw.dbapi_connection
+    if getattr(adapted, "_transaction", False) is None:
+        await adapted._start_transaction()
     return raw.driver_connection
 
 

@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from persistence.database import driver_connection
+
 
 def tenant_schema(prefix: str, tenant_id: int) -> str:
     """Return the schema name of a tenant; refuse anything but a positive integer id."""
@@ -41,10 +43,22 @@ def in_schema(statement: str, schema: str) -> str:
     return statement.replace("{schema}", f'"{schema}"')
 
 
+def search_path(schema: str) -> str:
+    """The `search_path` value naming one tenant schema only (for `SET LOCAL` or `set_config`)."""
+    # The schema comes from tenant_schema(): a fixed prefix and an integer, safe to quote as an identifier.
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(f"not a tenant schema name: {schema!r}")
+    return f'"{schema}"'
+
+
 async def scope_to_tenant(target: AsyncSession | AsyncConnection, schema: str) -> None:
     """Point the current transaction (and only it) at one tenant schema."""
-    # The schema comes from tenant_schema(): a fixed prefix and an integer, safe to quote as an identifier.
-    await target.execute(text(f'SET LOCAL search_path TO "{schema}"'))
+    statement = f"SET LOCAL search_path TO {search_path(schema)}"
+    if isinstance(target, AsyncSession):
+        # Straight on the session's asyncpg connection, in its transaction: every tenant request does this.
+        await (await driver_connection(target)).execute(statement)
+        return
+    await target.execute(text(statement))
 
 
 @asynccontextmanager
