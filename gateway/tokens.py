@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,8 @@ import jwt
 TokenType = Literal["access", "refresh"]
 #: The role of an operator's token: it names no tenant.
 OPERATOR_ROLE = "operator"
+#: Verified access tokens a gateway process remembers (one per active client, roughly).
+_VERIFIED_KEPT = 10_000
 
 
 class InvalidToken(Exception):
@@ -48,6 +51,8 @@ class TokenService:
     def __init__(self, secret: str, algorithm: str, access_ttl: timedelta, refresh_ttl: timedelta) -> None:
         self._secret = secret
         self._algorithm = algorithm
+        #: access tokens already verified: their claims and `exp` (oldest first, at most `_VERIFIED_KEPT`)
+        self._verified: dict[str, tuple[AccessClaims, float]] = {}
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
 
@@ -95,6 +100,20 @@ class TokenService:
         return claims
 
     def decode_access(self, token: str) -> AccessClaims:
+        """The claims of a valid access token; `InvalidToken` otherwise.
+
+        A token verified once is remembered until its `exp` (a client sends the same one with every
+        request): the signature is checked once, expiry every time. Revocation is the caller's check.
+        """
+        known = self._verified.get(token)
+        if known is not None:
+            claims_of_token, expires_at = known
+            if time.time() < expires_at:
+                return claims_of_token
+            del self._verified[token]
+        return self._decode_access(token)
+
+    def _decode_access(self, token: str) -> AccessClaims:
         claims = self._decode(token, "access")
         role = str(claims.get("role", ""))
         tenant_id = claims.get("tenant_id")
@@ -103,13 +122,19 @@ class TokenService:
                 raise InvalidToken("an operator token names no tenant")
         elif type(tenant_id) is not int or tenant_id <= 0:
             raise InvalidToken("tenant_id must be a positive integer")
-        return AccessClaims(
+        access = AccessClaims(
             user_id=_user_id(claims),
             tenant_id=tenant_id,
             role=role,
             session_id=_uuid(claims["sid"]),
             jti=str(claims["jti"]),
         )
+        expires_at = claims["exp"]
+        if isinstance(expires_at, int | float):
+            self._verified[token] = (access, float(expires_at))
+            if len(self._verified) > _VERIFIED_KEPT:
+                self._verified.pop(next(iter(self._verified)))
+        return access
 
     def decode_refresh(self, token: str) -> RefreshClaims:
         claims = self._decode(token, "refresh")

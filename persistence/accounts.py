@@ -16,7 +16,8 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from persistence.core_models import LoginSession, RefreshToken, SubscriptionQuota, Tenant, User
-from persistence.tenancy import tenant_schema
+from persistence.database import driver_connection
+from persistence.tenancy import search_path, tenant_schema
 
 # Serialises registrations so that TENANT_MAX_SCHEMAS is a hard limit.
 _REGISTRATION_LOCK = 7_301_002
@@ -135,22 +136,44 @@ async def login_session_usable(session: AsyncSession, session_id: uuid.UUID, use
 
 
 async def access_role(
-    session: AsyncSession, *, session_id: uuid.UUID, user_id: int, tenant_id: int | None
+    session: AsyncSession,
+    *,
+    session_id: uuid.UUID,
+    user_id: int,
+    tenant_id: int | None,
+    scope_to: str | None = None,
 ) -> str | None:
     """The user's role when the token's user, tenant (None: an operator's) and live login all agree, in one
-    query; else None."""
-    role: str | None = await session.scalar(
-        select(User.role)
-        .join(LoginSession, LoginSession.user_id == User.id)
-        .where(
-            LoginSession.id == session_id,
-            User.id == user_id,
-            User.tenant_id.is_(None) if tenant_id is None else User.tenant_id == tenant_id,
-            LoginSession.compromised_at.is_(None),
-            LoginSession.ended_at.is_(None),
-        )
+    query; else None.
+
+    `scope_to`: a tenant schema (from `tenancy.tenant_schema`) the session's transaction is scoped to by
+    the same statement when, and only when, the login is live (as `tenancy.scope_to_tenant`, in one round
+    trip less).
+    """
+    # Every authenticated request asks this: straight on the session's asyncpg connection (in its
+    # transaction), without SQLAlchemy's statement compiling and result processing.
+    connection = await driver_connection(session)
+    if scope_to is None:
+        role: str | None = await connection.fetchval(_ACCESS_ROLE, session_id, user_id, tenant_id)
+        return role
+    row = await connection.fetchrow(
+        _ACCESS_ROLE_SCOPED, session_id, user_id, tenant_id, search_path(scope_to)
     )
-    return role
+    return None if row is None else str(row["role"])
+
+
+_ACCESS_ROLE = (
+    "SELECT u.role FROM public.users AS u JOIN public.login_sessions AS s ON s.user_id = u.id "
+    "WHERE s.id = $1 AND u.id = $2 AND u.tenant_id IS NOT DISTINCT FROM $3::bigint "
+    "AND s.compromised_at IS NULL AND s.ended_at IS NULL"
+)
+# The same, setting the transaction's search_path (`SET LOCAL`) on the row it finds.
+_ACCESS_ROLE_SCOPED = (
+    "SELECT u.role, set_config('search_path', $4, true) FROM public.users AS u "
+    "JOIN public.login_sessions AS s ON s.user_id = u.id "
+    "WHERE s.id = $1 AND u.id = $2 AND u.tenant_id IS NOT DISTINCT FROM $3::bigint "
+    "AND s.compromised_at IS NULL AND s.ended_at IS NULL"
+)
 
 
 async def end_login_session(session: AsyncSession, session_id: uuid.UUID) -> None:

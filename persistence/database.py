@@ -45,6 +45,12 @@ async def driver_connection(session: AsyncSession) -> Any:
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
+    # SQLAlchemy's asyncpg adapter sends BEGIN with its first statement; a raw statement sent before any
+    # of its own would run outside the session's transaction (and a `SET LOCAL` would do nothing), so
+    # BEGIN goes first here when it has not been sent yet.
+    adapted: Any = raw.dbapi_connection
+    if getattr(adapted, "_transaction", False) is None:
+        await adapted._start_transaction()
     return raw.driver_connection
 
 
@@ -68,3 +74,34 @@ def connect_database(url: str, *, pool_size: int = 10, max_overflow: int = 10) -
     )
     event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
     return Database(engine=engine, session_factory=async_sessionmaker(engine, expire_on_commit=False))
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The plain `postgresql://` DSN asyncpg takes, from the `postgresql+asyncpg://` URL of the settings."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def connect_raw_pool(url: str, *, size: int) -> Any:
+    """An asyncpg pool of its own, without SQLAlchemy, for the hot paths' single statements.
+
+    Same connection settings as `connect_database`. Each statement sent on it runs in its own transaction
+    (`persistence.tenancy.in_schema` names the tenant's schema in it); jsonb values cross it as text.
+    Nothing sent on it leaves state on the connection (no SET, no advisory lock, no LISTEN, no open
+    transaction: a failed statement rolls its own back), so a connection goes back to the pool without
+    asyncpg's reset query, one round trip per use saved.
+    """
+    import asyncpg
+
+    return await asyncpg.create_pool(
+        asyncpg_dsn(url),
+        min_size=1,
+        max_size=size,
+        timeout=5,
+        command_timeout=60,
+        server_settings={"plan_cache_mode": "force_custom_plan"},
+        reset=_keep_as_is,
+    )
+
+
+async def _keep_as_is(_connection: Any) -> None:
+    """The raw pool's reset: nothing to undo (see `connect_raw_pool`)."""

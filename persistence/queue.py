@@ -47,6 +47,7 @@ from domain.jobs import (
 from persistence import directory, listings
 from persistence.database import driver_connection
 from persistence.snapshots import SNAPSHOT_FIELDS
+from persistence.tenancy import in_schema
 from persistence.tenant_models import QueueJob
 
 NOTIFY_CHANNEL = "stoflow_jobs"
@@ -981,21 +982,24 @@ def _claimable_statuses() -> list[str]:
 _CLAIMABLE = _claimable_statuses()
 
 # The common claim in one statement: the run under its lease, its history row, and what the run reads.
+# The common claim, every table named with the tenant's schema (`{schema}`, see `tenancy.in_schema`): one
+# statement, sent on its own (its own transaction), so the claim is one round trip.
 _CLAIM_COMMON = (
     """
 WITH claimed AS (
-    UPDATE plugin_queue AS j SET status = 'running', runs = j.runs + 1, attempts = j.attempts + 1,
+    UPDATE {schema}.plugin_queue AS j SET status = 'running', runs = j.runs + 1, attempts = j.attempts + 1,
         lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3),
         next_attempt_at = NULL, handed_off_at = NULL, error = NULL, updated_at = now()
     WHERE j.id = $1 AND j.runs = $4 AND j.status = ANY($5::varchar[])
       AND (j.product_id IS NULL OR EXISTS (
-          SELECT 1 FROM products AS p WHERE p.id = j.product_id AND p.deleted_at IS NULL
+          SELECT 1 FROM {schema}.products AS p WHERE p.id = j.product_id AND p.deleted_at IS NULL
           AND p.status NOT IN ('sold', 'archived')))
     RETURNING j.id, j.product_id, j.platform, j.action, j.attempts, j.max_attempts, j.payload, j.progress
 ), open_row AS (
-    SELECT id FROM publications_history WHERE job_id = $1 AND status = 'started' LIMIT 1
+    SELECT id FROM {schema}.publications_history WHERE job_id = $1 AND status = 'started' LIMIT 1
 ), opened AS (
-    INSERT INTO publications_history (job_id, product_id, platform, action, attempt, status, started_at)
+    INSERT INTO {schema}.publications_history
+        (job_id, product_id, platform, action, attempt, status, started_at)
     SELECT id, product_id, platform, action, attempts, 'started', now() FROM claimed
     WHERE NOT EXISTS (SELECT 1 FROM open_row)
     RETURNING id
@@ -1005,28 +1009,31 @@ SELECT c.*, (SELECT id FROM open_row UNION ALL SELECT id FROM opened LIMIT 1) AS
     + """,
        p.id AS product_row_id,
        (SELECT coalesce(array_agg(i.storage_key ORDER BY i.display_order, i.id), '{}')
-        FROM product_images AS i WHERE i.product_id = c.product_id) AS image_keys,
+        FROM {schema}.product_images AS i WHERE i.product_id = c.product_id) AS image_keys,
        l.product_id IS NOT NULL AS has_listing, l.external_id AS listing_external_id,
        l.url AS listing_url, l.data AS listing_data,
        cr.encrypted_tokens AS credential_tokens, cr.settings AS credential_settings
 FROM claimed AS c
-LEFT JOIN products AS p ON p.id = c.product_id
-LEFT JOIN platform_listings AS l ON l.product_id = c.product_id AND l.platform = c.platform
-LEFT JOIN marketplace_credentials AS cr ON cr.platform = c.platform
+LEFT JOIN {schema}.products AS p ON p.id = c.product_id
+LEFT JOIN {schema}.platform_listings AS l ON l.product_id = c.product_id AND l.platform = c.platform
+LEFT JOIN {schema}.marketplace_credentials AS cr ON cr.platform = c.platform
 """
 )
 
 
 async def claim_common(
-    connection: Any, job_id: uuid.UUID, run: int, owner: str, lease_seconds: float
+    db: Any, schema: str, job_id: uuid.UUID, run: int, owner: str, lease_seconds: float
 ) -> ClaimedJob | None:
-    """`claim` in one statement on a `tenant_connection`, for the common case (a waiting row whose product
-    is there); None when it did not apply: nothing was written, and the caller goes through `claim`.
+    """`claim` in one statement of its own on `db` (an asyncpg pool or connection, outside a transaction),
+    for the common case (a waiting row whose product is there); None when it did not apply: nothing was
+    written, and the caller goes through `claim`.
 
     Like `claim`, it waits for the row's lock rather than skipping the row.
     """
     token = f"{owner}/{uuid.uuid4().hex[:12]}"
-    row = await connection.fetchrow(_CLAIM_COMMON, job_id, token, float(lease_seconds), run - 1, _CLAIMABLE)
+    row = await db.fetchrow(
+        in_schema(_CLAIM_COMMON, schema), job_id, token, float(lease_seconds), run - 1, _CLAIMABLE
+    )
     if row is None:
         return None
     return ClaimedJob(
@@ -1074,18 +1081,20 @@ async def save_progress(session: AsyncSession, lease: Lease, progress: dict[str,
 # still being what the rules assumed (no "delist when it lands", the product still there when it matters).
 _SUCCEED = """
 WITH done AS (
-    UPDATE plugin_queue SET status = 'succeeded', error = NULL, result = $4::jsonb, updated_at = now(),
-        next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL, handed_off_at = NULL
+    UPDATE {schema}.plugin_queue SET status = 'succeeded', error = NULL, result = $4::jsonb,
+        updated_at = now(), next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+        handed_off_at = NULL
     WHERE id = $1 AND runs = $2 AND lease_owner = $3 AND status = 'running' AND NOT delist_on_landing
       AND (NOT $5::boolean OR EXISTS (
-          SELECT 1 FROM products AS p WHERE p.id = plugin_queue.product_id AND p.deleted_at IS NULL
+          SELECT 1 FROM {schema}.products AS p WHERE p.id = plugin_queue.product_id AND p.deleted_at IS NULL
           AND p.status NOT IN ('sold', 'archived')))
     RETURNING id, product_id, platform
 ), history AS (
-    UPDATE publications_history AS h SET status = 'succeeded', error_message = NULL, completed_at = now()
+    UPDATE {schema}.publications_history AS h
+    SET status = 'succeeded', error_message = NULL, completed_at = now()
     FROM done WHERE h.job_id = done.id AND h.status = 'started'
 ), listing AS (
-    UPDATE platform_listings AS l SET status = $6, external_id = coalesce($7, l.external_id),
+    UPDATE {schema}.platform_listings AS l SET status = $6, external_id = coalesce($7, l.external_id),
         url = coalesce($8, l.url), data = l.data || $9::jsonb, last_synced_at = now(), updated_at = now(),
         published_at = CASE WHEN $10::boolean THEN now() ELSE l.published_at END
     FROM done WHERE $6::varchar IS NOT NULL AND l.product_id = done.product_id AND l.platform = done.platform
@@ -1154,10 +1163,10 @@ async def succeed(session: AsyncSession, tenant_id: int, lease: Lease, landing: 
     return True
 
 
-async def land(connection: Any, tenant_id: int, job: ClaimedJob, landing: Landing) -> bool:
-    """`succeed` in one statement on a `tenant_connection`, for the common case; False when it did not
-    apply (the lease was lost, or the row is not what the rules were asked about): nothing was written,
-    and the caller goes through `succeed`.
+async def land(db: Any, schema: str, tenant_id: int, job: ClaimedJob, landing: Landing) -> bool:
+    """`succeed` in one statement of its own on `db` (an asyncpg pool or connection, outside a
+    transaction), for the common case; False when it did not apply (the lease was lost, or the row is
+    not what the rules were asked about): nothing was written, and the caller goes through `succeed`.
     """
     fast = _landing_in_one(job)
     if fast is None:
@@ -1168,8 +1177,8 @@ async def land(connection: Any, tenant_id: int, job: ClaimedJob, landing: Landin
         if landing.result is not None
         else {"external_id": landing.external_id, "url": landing.url}
     )
-    landed = await connection.fetchval(
-        _SUCCEED,
+    landed = await db.fetchval(
+        in_schema(_SUCCEED, schema),
         job.lease.job_id,
         job.lease.run,
         job.lease.token,

@@ -28,7 +28,7 @@ from ops.adapters import metrics_store
 from persistence import credentials as credential_store
 from persistence import imports, queue
 from persistence.snapshots import snapshot_of
-from persistence.tenancy import tenant_connection, tenant_transaction
+from persistence.tenancy import tenant_schema, tenant_transaction
 from workers.context import WorkerApp
 from workers.credential_lock import locked_credentials
 from workers.errors import LeaseLost, PermanentPlatformError, RateLimited, TransientPlatformError
@@ -59,26 +59,22 @@ async def run_job(ctx: dict[str, Any], tenant_id: int, job_id: str, run: int) ->
         return "skipped"
     inputs = _read_inputs(app, job)
     structlog.contextvars.bind_contextvars(action=job.action, attempt=job.attempts)
-    log.info("job_started")
+    # DEBUG: the run's outcome line (job_succeeded, job_failed, …) is the one a reader needs.
+    log.debug("job_started")
     started = time.perf_counter()
     outcome_name = await _run_fenced(app, tenant_id, job, inputs)
     if outcome_name != "lease_lost":
-        await metrics_store.record_job(
-            app.redis, job.platform, job.action, outcome_name, time.perf_counter() - started
-        )
+        app.record_job(job.platform, job.action, outcome_name, time.perf_counter() - started)
     return outcome_name
 
 
-@asynccontextmanager
-async def _tenant_connection(app: WorkerApp, tenant_id: int) -> AsyncIterator[Any]:
-    async with tenant_connection(app.db.engine, app.settings.tenant_schema_prefix, tenant_id) as connection:
-        yield connection
+def _schema(app: WorkerApp, tenant_id: int) -> str:
+    return tenant_schema(app.settings.tenant_schema_prefix, tenant_id)
 
 
 async def _claim(app: WorkerApp, tenant_id: int, job_id: uuid.UUID, run: int) -> queue.ClaimedJob | None:
     """The claim in one statement when the row is in the common case, else the general claim."""
-    async with _tenant_connection(app, tenant_id) as connection:
-        job = await queue.claim_common(connection, job_id, run, app.owner, app.lease_seconds)
+    job = await queue.claim_common(app.pg, _schema(app, tenant_id), job_id, run, app.owner, app.lease_seconds)
     if job is None:
         async with _tenant(app, tenant_id) as session:
             job = await queue.claim(session, tenant_id, job_id, run, app.owner, app.lease_seconds)
@@ -86,13 +82,25 @@ async def _claim(app: WorkerApp, tenant_id: int, job_id: uuid.UUID, run: int) ->
 
 
 async def _run_fenced(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, inputs: _Inputs) -> str:
-    """Run the step while the heartbeat holds the lease; a lost lease cancels the step at once."""
+    """Run the step while the heartbeat holds the lease; a lost lease cancels the step at once.
+
+    The heartbeat starts only when the step outlives its first beat's time: most steps end before it
+    would beat, and the lease the claim took still has `lease_seconds` to run.
+    """
+    loop = asyncio.get_running_loop()
     step = asyncio.create_task(_execute(app, tenant_id, job, inputs))
-    heartbeat = asyncio.create_task(_heartbeat(app, tenant_id, job.lease, step))
+    beating: list[asyncio.Task[None]] = []
+    held_until = loop.time() + app.lease_seconds
+
+    def start_heartbeat() -> None:
+        if not step.done():
+            beating.append(asyncio.create_task(_heartbeat(app, tenant_id, job.lease, step, held_until)))
+
+    first_beat = loop.call_later(app.heartbeat_seconds, start_heartbeat)
     try:
         outcome = await step
     except asyncio.CancelledError:
-        if not heartbeat.done():
+        if not beating or not beating[0].done():
             raise  # the worker itself is stopping
         log.warning("run_stopped", reason="lease lost")
         return "lease_lost"
@@ -122,24 +130,30 @@ async def _run_fenced(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, inp
         log.exception("job_crashed")
         return await _retry_or_fail(app, tenant_id, job, _UNEXPECTED, retry_delay(job.attempts))
     finally:
-        heartbeat.cancel()
-        with suppress(asyncio.CancelledError):
-            await heartbeat
+        first_beat.cancel()
+        for heartbeat in beating:
+            heartbeat.cancel()
+            with suppress(asyncio.CancelledError):
+                await heartbeat
     return await _succeed(app, tenant_id, job, outcome)
 
 
-async def _heartbeat(app: WorkerApp, tenant_id: int, lease: queue.Lease, step: asyncio.Task[Any]) -> None:
-    """Keep the lease alive while the step runs; cancel the step once the lease is lost or expired."""
+async def _heartbeat(
+    app: WorkerApp, tenant_id: int, lease: queue.Lease, step: asyncio.Task[Any], held_until: float
+) -> None:
+    """Keep the lease alive while the step runs; cancel the step once the lease is lost or expired.
+
+    Started at the time of the first beat; `held_until` is when the lease the claim took runs out.
+    """
     loop = asyncio.get_running_loop()
-    held_until = loop.time() + app.lease_seconds
     while True:
-        await asyncio.sleep(app.heartbeat_seconds)
         try:
             async with _tenant(app, tenant_id) as session:
                 renewed = await queue.renew_lease(session, lease, app.lease_seconds)
         except Exception:  # a missed beat is not fatal while the lease still has time
             log.warning("heartbeat_failed", exc_info=True)
             if loop.time() < held_until - app.heartbeat_seconds / 2:
+                await asyncio.sleep(app.heartbeat_seconds)
                 continue
             renewed = False
         if not renewed:
@@ -147,6 +161,7 @@ async def _heartbeat(app: WorkerApp, tenant_id: int, lease: queue.Lease, step: a
             step.cancel()
             return
         held_until = loop.time() + app.lease_seconds
+        await asyncio.sleep(app.heartbeat_seconds)
 
 
 async def _write(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, change: Any) -> bool:
@@ -227,7 +242,11 @@ async def _execute(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, inputs
         progress=progress,
         product=product,
         listing=listing,
-        credentials=app.box.open(credential.encrypted_tokens) if credential is not None else None,
+        credentials=(
+            app.open_tokens(tenant_id, job.platform, credential.encrypted_tokens)
+            if credential is not None
+            else None
+        ),
         credential_settings=dict(credential.settings) if credential is not None else {},
         mappings=app.mappings,
         save_progress=save_progress,
@@ -280,12 +299,12 @@ async def _succeed(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, outcom
             log.info("import_recorded", found=len(outcome.imported), **counts.as_result())
         return await queue.succeed(session, tenant_id, job.lease, finished)
 
-    if outcome.imported is None:
-        # The common landing: one statement on the connection (see queue.land).
-        async with _tenant_connection(app, tenant_id) as connection:
-            if await queue.land(connection, tenant_id, job, landing):
-                log.info("job_succeeded", external_id=outcome.external_id)
-                return "succeeded"
+    # The common landing: one statement of its own (see queue.land).
+    if outcome.imported is None and await queue.land(
+        app.pg, _schema(app, tenant_id), tenant_id, job, landing
+    ):
+        log.info("job_succeeded", external_id=outcome.external_id)
+        return "succeeded"
     if not await _write(app, tenant_id, job, finish):
         return "lease_lost"
     log.info("job_succeeded", external_id=outcome.external_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +73,8 @@ def build_worker(
             stop = asyncio.Event()
             checker = SaleChecker(app, platform, reader)  # type: ignore[arg-type]
             ctx["sale_checks"] = (stop, asyncio.create_task(checker.run(stop)))
+        # What start-up built lives as long as the process: out of the cyclic collector's way.
+        gc.freeze()
         log.info("worker_started", platform=platform, concurrency=concurrency, owner=app.owner)
         # The listing sync of this pool (eBay, Etsy, Vinted); stopped by `app.close()`.
         app.background.extend(task for task in (start_sync_loop(app),) if task is not None)

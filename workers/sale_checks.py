@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from domain.sale_checks import budget_day, paced_interval, seconds_left_today, spendable_now
 from domain.sales import SaleSource, announced_by
+from ops.adapters.secrets_box import UnreadableSecret
 from ops.config.settings import Settings
 from persistence import credentials as credential_store
 from persistence import sale_checks, sales
@@ -169,7 +170,14 @@ class SaleChecker:
     async def _check(self, check: DueCheck, now: datetime) -> None:
         bound = structlog.contextvars.bound_contextvars(tenant_id=check.tenant_id, platform=self._platform)
         with bound:
-            access = await self._access(check, now)
+            try:
+                access = await self._access(check, now)
+            except UnreadableSecret as unreadable:
+                # One account's tokens sealed under a key we no longer hold (a rotation not finished): that
+                # account's check fails and says why; the other accounts of the round are still checked.
+                log.warning("sale_check_unreadable_credentials", error=str(unreadable))
+                await self._record_failure(check, str(unreadable))
+                return
             if access is None:
                 return
             since = sale_checks.since(
@@ -199,3 +207,8 @@ class SaleChecker:
                 await sale_checks.record_checked(session, check, checked_until=checked_until, error=error)
             if new:
                 log.info("sale_check_found_sales", sales=new, lines=len(lines))
+
+    async def _record_failure(self, check: DueCheck, error: str) -> None:
+        prefix = self._settings.tenant_schema_prefix
+        async with tenant_transaction(self._db.session_factory, prefix, check.tenant_id) as session:
+            await sale_checks.record_checked(session, check, checked_until=None, error=error)

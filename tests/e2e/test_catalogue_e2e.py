@@ -4,7 +4,9 @@ processes, the reference plugin client running Vinted's tasks.
 - 200 generated, realistic products (tests/realistic_catalogue.py: varied gender, age, category, brand, size)
   published to all three marketplaces: the share that publishes on each, and every refusal explained. Each
   product's outcome is the one the pure mappers predict, so the strict sandbox refused nothing they produced.
-  Run with `-s` to see the table (kept in ops/config/reference_data/README.md).
+  Run with `-s` to see the table (kept in ops/config/reference_data/README.md). The 200 products (the
+  catalogue must-show, and the table's figures) run under STOFLOW_TEST_SCALE=full; CI publishes the first 60
+  of the same catalogue (tests/scale.py) under the same assertions.
 - The issue-8 Etsy regression through the real job runner: a deleted product's SKU taken by a new product gets
   a listing of its own, with the new photos and category, not the old inactive listing.
 """
@@ -29,11 +31,12 @@ from ops.tools.plugin_client import GapRange, PluginClient, PluginClientConfig, 
 from tests.e2e.conftest import PASSWORD, Storefront, Tenant
 from tests.e2e.processes import PlatformProcesses
 from tests.realistic_catalogue import mapping_outcomes, realistic_catalogue
+from tests.scale import CATALOGUE_PRODUCTS
 
 pytestmark = pytest.mark.e2e
 
 PLATFORMS = ("vinted", "ebay", "etsy")
-PRODUCTS = 200
+PRODUCTS = CATALOGUE_PRODUCTS
 NO_GAP = GapRange(0, 0)
 
 
@@ -122,6 +125,7 @@ def _table(outcomes: dict[str, list[str]]) -> str:
 async def test_two_hundred_realistic_products_publish_to_the_three_marketplaces(
     storefront: Storefront, running_platform: PlatformProcesses, tmp_path: Path
 ) -> None:
+    """The catalogue must-show (200 products) under STOFLOW_TEST_SCALE=full; the first 60 in CI."""
     tenant = await storefront.new_tenant()
     member = await _connect_vinted(storefront, tenant)
     catalogue = realistic_catalogue(PRODUCTS)
@@ -171,8 +175,9 @@ async def test_two_hundred_realistic_products_publish_to_the_three_marketplaces(
         got = [r.split(":", 1)[0] for r in outcomes[platform]]
         want = [r.split(":", 1)[0] for r in predicted[platform]]
         assert got == want, platform
-    assert outcomes["vinted"].count("published") >= 190
-    assert outcomes["ebay"].count("published") >= 180
+    # At least 95 % publish on Vinted and 90 % on eBay (190 and 180 of the full 200).
+    assert outcomes["vinted"].count("published") >= PRODUCTS * 95 // 100
+    assert outcomes["ebay"].count("published") >= PRODUCTS * 90 // 100
 
     # What publishes is listed once on its marketplace, at the product's price.
     by_sku = {product["sku"]: product for product in products}

@@ -312,12 +312,19 @@ class _SlowTwoStepAdapter:
         #: the job over after the lease is lost may legitimately go on
         self.calls: list[tuple[str, str, int]] = []
         self.started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        #: set when a job's first run is over: stopped in its pause, or gone on to its second call
+        self.first_run_over: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
     async def publish(self, job: Any) -> Any:
-        self.calls.append(("create", str(job.job_id), job.lease.run))
-        self.started[str(job.job_id)].set()
-        await asyncio.sleep(5)
-        self.calls.append(("activate", str(job.job_id), job.lease.run))
+        job_id, run = str(job.job_id), job.lease.run
+        self.calls.append(("create", job_id, run))
+        self.started[job_id].set()
+        try:
+            await asyncio.sleep(5)
+            self.calls.append(("activate", job_id, run))
+        finally:
+            if run == 1:
+                self.first_run_over[job_id].set()
         raise AssertionError("a run that lost its lease went on to its next marketplace call")
 
     update = delist = publish
@@ -346,7 +353,8 @@ async def test_a_run_that_loses_its_lease_is_stopped_before_its_next_marketplace
             await s.execute(
                 text("UPDATE plugin_queue SET lease_owner = 'someone-else' WHERE id = :id"), {"id": job_id}
             )
-        await asyncio.sleep(6)
+        # Over once the heartbeat stops it (the pause lasts 5 s: a run not stopped makes its second call).
+        await asyncio.wait_for(adapter.first_run_over[str(job_id)].wait(), timeout=30)
     first_run = [step for step, job, run in adapter.calls if job == str(job_id) and run == 1]
     assert first_run == ["create"], adapter.calls
 

@@ -13,15 +13,14 @@ success or refusal, or goes silent, and a day passing (plugin waits expire). Aft
 - one history row per attempt (never two open at once, none open once the job is finished);
 - once the system is quiet, no marketplace listing of a sold, archived or deleted product.
 
-CI runs STATEFUL_EXAMPLES (default 20) examples of up to 30 steps; set STOFLOW_STATEFUL_EXAMPLES higher
-by hand (README: the figures of the last long run).
+CI runs 10 examples of up to 30 steps, STOFLOW_TEST_SCALE=full 20 (tests/scale.py); set
+STOFLOW_STATEFUL_EXAMPLES to run another number by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import os
 import secrets
 import uuid
 from collections.abc import Awaitable
@@ -31,6 +30,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -49,6 +49,7 @@ from ops.config.settings import Settings
 from persistence import plugin_tasks, queue
 from persistence.tenancy import tenant_transaction
 from tests.pipeline_support import new_sku
+from tests.scale import STATEFUL_EXAMPLES
 from tests.support import bearer, register
 from workers.context import WorkerApp, build_worker_app
 from workers.errors import PermanentPlatformError, TransientPlatformError
@@ -57,7 +58,7 @@ from workers.platforms.base import JobInput, ListingOutcome
 from workers.platforms.vinted import VintedAdapter
 
 T = TypeVar("T")
-EXAMPLES = int(os.environ.get("STOFLOW_STATEFUL_EXAMPLES", "20"))
+EXAMPLES = STATEFUL_EXAMPLES
 PRODUCTS = 2
 UNFINISHED = ("pending", "queued", "running", "rate_limited", "waiting_plugin")
 
@@ -121,6 +122,9 @@ def _jpeg() -> bytes:
     return buffer.getvalue()
 
 
+# No coverage tracer: random interleavings of steps tests/integration/test_job_lifecycle.py covers one by one,
+# half again as slow under it (53 s against 34 s for 10 examples on the loaded 2-core CI machine).
+@pytest.mark.no_cover
 def test_random_interleavings_keep_the_lifecycle_guarantees(migrated: Settings) -> None:
     base = migrated.model_copy(update={"vinted_rate_limit": 10_000})
     loop = asyncio.new_event_loop()

@@ -25,6 +25,7 @@ from ops.config.settings import Settings
 from persistence.base import CoreBase, TenantBase
 from persistence.database import Database, connect_database
 from persistence.tenancy import tenant_schema
+from tests.scale import KILLED_MIGRATION_TENANTS, MIGRATION_TENANTS
 from tests.support import pg_connection, schema_names, schema_tables
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,9 +92,10 @@ async def _assert_all_at_head(connection: asyncpg.Connection, schemas: list[str]
 
 
 async def test_fifty_tenants_are_upgraded_then_left_alone(migrated: Settings, database: Database) -> None:
+    """The migration must-show's 50 tenants under STOFLOW_TEST_SCALE=full; 20 in CI (tests/scale.py)."""
     prefix = migrated.tenant_schema_prefix
     async with pg_connection(migrated) as connection:
-        ids = await _new_tenants(connection, 50, "batch-")
+        ids = await _new_tenants(connection, MIGRATION_TENANTS, "batch-")
         assert not {tenant_schema(prefix, i) for i in ids} & await schema_names(connection)
 
     report = await migrate_tenants(database.engine, prefix, ids, concurrency=4)
@@ -159,9 +161,11 @@ async def test_concurrent_migrations_of_the_same_tenants_agree(
 async def test_a_killed_migration_leaves_clean_schemas_and_a_rerun_finishes(
     migrated: Settings, database: Database, redis_url: str
 ) -> None:
+    """A batch of 50 tenants killed mid-way under STOFLOW_TEST_SCALE=full (the migration must-show); 20 in
+    CI (tests/scale.py), still killed mid-batch (the test fails when the migration finished first)."""
     prefix = migrated.tenant_schema_prefix
     async with pg_connection(migrated) as connection:
-        ids = await _new_tenants(connection, 50, "crash-")
+        ids = await _new_tenants(connection, KILLED_MIGRATION_TENANTS, "crash-")
     schemas = [tenant_schema(prefix, i) for i in ids]
     environment = {
         **os.environ,

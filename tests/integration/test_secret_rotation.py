@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -17,11 +18,12 @@ from ops.config.settings import Settings
 from ops.runtime.platform import UnreadableStoredSecrets, _prepare_database
 from ops.runtime.secret_rotation import rotate_stored_tokens, unreadable_stored_tokens
 from tests.conftest import ROOT
+from tests.scale import ROTATION_TENANTS
 from tests.support import app_client, bearer, pg_connection, register
 
 OLD_SECRET = "old-secret-" + "o" * 40
 NEW_SECRET = "new-secret-" + "n" * 40
-TENANTS = 100
+TENANTS = ROTATION_TENANTS
 
 
 async def _connect_ebay(http: httpx.AsyncClient, index: int) -> int:
@@ -55,19 +57,32 @@ async def _stored_tokens(settings: Settings, tenant_ids: list[int]) -> dict[int,
         }
 
 
-@pytest.fixture
-async def isolated(migrated: Settings) -> Settings:
-    """Only this test's tenants: the rotation walks every tenant of the database."""
-    async with pg_connection(migrated) as connection:
+async def _drop_every_tenant(settings: Settings) -> None:
+    """No tenant left: their schemas, their rows, and the public rows keyed by a tenant id alone."""
+    async with pg_connection(settings) as connection:
         for tenant_id in await connection.fetch("SELECT id FROM public.tenants"):
             await connection.execute(
-                f'DROP SCHEMA IF EXISTS "{migrated.tenant_schema_prefix}{tenant_id["id"]}" CASCADE'
+                f'DROP SCHEMA IF EXISTS "{settings.tenant_schema_prefix}{tenant_id["id"]}" CASCADE'
             )
         await connection.execute("TRUNCATE public.tenants CASCADE")
-    return migrated
+        # No foreign key to tenants here (the sale checker and the webhooks read them by tenant id).
+        await connection.execute("TRUNCATE public.sale_checks, public.marketplace_directory")
+
+
+@pytest.fixture
+async def isolated(migrated: Settings) -> AsyncIterator[Settings]:
+    """Only this test's tenants: the rotation walks every tenant of the database.
+
+    Its tenants are dropped afterwards too: their tokens are sealed under a key the rest of the suite does
+    not hold, and a later test walking every tenant (the sale checks) must not meet them.
+    """
+    await _drop_every_tenant(migrated)
+    yield migrated
+    await _drop_every_tenant(migrated)
 
 
 async def test_rotation_over_a_hundred_tenants_keeps_every_token(isolated: Settings) -> None:
+    """The rotation's must-show (100 tenants, every token kept) at STOFLOW_TEST_SCALE=full; 20 in CI."""
     old = isolated.model_copy(update={"stoflow_secret_key": SecretStr(OLD_SECRET)})
     rotating = isolated.model_copy(
         update={"stoflow_secret_key": SecretStr(NEW_SECRET), "stoflow_old_secret_keys": SecretStr(OLD_SECRET)}

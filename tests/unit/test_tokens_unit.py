@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -118,3 +119,26 @@ def test_tenant_id_must_be_a_positive_integer(tenant_id: object) -> None:
 def test_garbage_is_invalid(token: str) -> None:
     with pytest.raises(InvalidToken):
         _service().decode_access(token)
+
+
+def test_a_token_verified_before_is_refused_once_it_expires() -> None:
+    """Verified tokens are remembered, but never past their `exp`."""
+    service = _service(access_ttl=timedelta(seconds=1))
+    token = service.issue_access(user_id=1, tenant_id=2, role="admin", session_id=uuid.uuid4())
+    expires_at = jwt.decode(token, SECRET, algorithms=["HS256"])["exp"]
+    assert service.decode_access(token).user_id == 1
+    assert service.decode_access(token).user_id == 1  # remembered
+    time.sleep(max(0.0, expires_at - time.time()) + 0.05)
+    with pytest.raises(InvalidToken):
+        service.decode_access(token)
+
+
+def test_a_remembered_token_is_still_an_access_token_only() -> None:
+    service = _service()
+    session_id = uuid.uuid4()
+    access = service.issue_access(user_id=1, tenant_id=2, role="admin", session_id=session_id)
+    service.decode_access(access)
+    with pytest.raises(InvalidToken):
+        service.decode_refresh(access)
+    with pytest.raises(InvalidToken):
+        service.decode_access(access[:-2] + ("A" if access[-2] != "A" else "B") + access[-1])
