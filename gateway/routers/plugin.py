@@ -93,7 +93,11 @@ async def poll_tasks(
                 return TaskBatch(tasks=[])
             async with tenant_transaction(services.db.session_factory, prefix, principal.tenant_id) as tenant:
                 tasks = await plugin_tasks.claim_ready(
-                    tenant, limit, budget=settings.vinted_rate_limit, window_seconds=window
+                    tenant,
+                    limit,
+                    budget=settings.vinted_rate_limit,
+                    window_seconds=window,
+                    sale_check_share=settings.vinted_sale_check_share,
                 )
                 if tasks:
                     rows = await tenant.execute(select(VintedAccount.id, VintedAccount.vinted_user_id))
