@@ -234,6 +234,29 @@ async def oversold_orders(session: AsyncSession, product_id: int) -> list[dict[s
     ]
 
 
+async def vinted_item_sale(session: AsyncSession, item_id: str) -> Sale | None:
+    """The sale already recorded for this Vinted item, whoever saw it (a Vinted item sells once).
+
+    The plugin keys its sale by the item id, the sale check by the transaction id: when the item's listing
+    is already `sold`, the other source's sighting is the same sale, not a second one.
+    """
+    product_id = await session.scalar(
+        select(PlatformListing.product_id).where(
+            PlatformListing.platform == "vinted",
+            PlatformListing.external_id == item_id,
+            PlatformListing.status == "sold",
+        )
+    )
+    if product_id is None:
+        return None
+    return await session.scalar(
+        select(Sale)
+        .where(Sale.product_id == product_id, Sale.platform == "vinted")
+        .order_by(Sale.id.desc())
+        .limit(1)
+    )
+
+
 async def record_order_line(
     session: AsyncSession, tenant_id: int, line: OrderLine, source: SaleSource
 ) -> RecordedSale | None:
@@ -241,6 +264,10 @@ async def record_order_line(
     product = await find_listing_product(session, line.platform, line.external_id)
     if product is None:
         return None
+    if line.platform == "vinted":
+        known = await vinted_item_sale(session, line.external_id)
+        if known is not None and known.order_id != line.order_id:
+            return RecordedSale(sale=known, created=False, jobs=[])
     return await record_sale(
         session,
         tenant_id,

@@ -236,6 +236,19 @@ async def _live_everywhere(api: httpx.AsyncClient, plugin: PluginClient, seller:
     return dict(detail)
 
 
+async def _live_on_vinted(api: httpx.AsyncClient, plugin: PluginClient, seller: Seller) -> dict[str, Any]:
+    product = await _vinted_product(api, seller.headers)
+    [job] = (
+        await api.post(
+            f"/api/products/{product['id']}/publications",
+            json={"platforms": ["vinted"]},
+            headers=seller.headers,
+        )
+    ).json()["jobs"]
+    assert (await _drain_until(api, plugin, seller, job["id"]))["status"] == "succeeded"
+    return dict((await api.get(f"/api/products/{product['id']}", headers=seller.headers)).json())
+
+
 def _item_id(product: dict[str, Any]) -> int:
     return int(next(row["external_id"] for row in product["listings"] if row["platform"] == "vinted"))
 
@@ -334,10 +347,55 @@ async def test_reading_the_same_order_again_records_no_second_sale(
             SaleSource.POLL,
         )
     assert again is not None and not again.created
+    # The plugin reports the same sale afterwards (it keys it by the item): still the one sale.
+    event = await api.post(
+        "/api/plugin/events",
+        json={"type": "sold", "platform": "vinted", "external_id": str(_item_id(product))},
+        headers=seller.headers,
+    )
+    assert event.status_code == 202, event.text
     listed = (
         await api.get("/api/sales", params={"product_id": product["id"]}, headers=seller.headers)
     ).json()["items"]
     assert len(listed) == 1
+    after = (await api.get(f"/api/products/{product['id']}", headers=seller.headers)).json()
+    assert after["oversold"] is False and after["stock_quantity"] == 0
+
+
+async def test_a_sale_the_plugin_reported_first_is_not_recorded_again_by_the_check(
+    api: httpx.AsyncClient,
+    sandbox: httpx.AsyncClient,
+    db: Database,
+    check_settings: Settings,
+    pipelines: FakeMarketplace,
+    gateway_url: str,
+    sandbox_url: str,
+    tmp_path: Path,
+) -> None:
+    seller = await _seller(api, db, marketplaces=False)
+    plugin = _plugin(seller, gateway_url, sandbox_url, tmp_path)
+    # Two items of the same title: the check reads the sold order's transaction (its title is still
+    # listed, by the second item) and finds the item whose sale the plugin already reported.
+    sold, twin = [await _live_on_vinted(api, plugin, seller) for _ in range(2)]
+    await sandbox.post("/_sandbox/vinted/sales", json={"item_id": _item_id(sold)})
+    event = await api.post(
+        "/api/plugin/events",
+        json={"type": "sold", "platform": "vinted", "external_id": str(_item_id(sold))},
+        headers=seller.headers,
+    )
+    assert event.status_code == 202, event.text
+
+    job = await _drain_until(api, plugin, seller, await _check(db, check_settings, seller))
+
+    assert job["status"] == "succeeded" and job["result"]["sales"] == 0, job
+    [sale] = (await api.get("/api/sales", params={"product_id": sold["id"]}, headers=seller.headers)).json()[
+        "items"
+    ]
+    assert sale["source"] == "plugin"
+    after = (await api.get(f"/api/products/{sold['id']}", headers=seller.headers)).json()
+    assert after["oversold"] is False and after["status"] == "sold"
+    untouched = (await api.get(f"/api/products/{twin['id']}", headers=seller.headers)).json()
+    assert untouched["status"] == "published" and untouched["stock_quantity"] == 1
 
 
 async def test_the_checks_never_spend_more_than_their_share_of_the_window(
