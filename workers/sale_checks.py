@@ -216,6 +216,10 @@ class SaleChecker:
                 log.info("sale_check_found_sales", sales=new, lines=len(lines))
 
 
+#: Taken by the process that adopts unscheduled Vinted accounts (at most once an hour across the pool).
+ADOPTION_KEY = "stoflow:vinted-sale-checks:adopted"
+
+
 class VintedSaleChecks:
     """Turns due Vinted sale checks into `check_sales` jobs, paced by the checks' share of the budget."""
 
@@ -257,8 +261,37 @@ class VintedSaleChecks:
                     enqueued += await queue_vinted_sale_checks(session, check.tenant_id, check.account)
         return enqueued
 
+    async def adopt_accounts(self) -> int:
+        """Schedule the checks of Vinted accounts linked before the Vinted check existed; return how many.
+
+        Once per hour across the pool (a Redis key taken with SET NX): every tenant is visited, one short
+        transaction each, and only accounts without a check get one.
+        """
+        if not await self._app.redis.set(ADOPTION_KEY, self._app.owner, nx=True, ex=3600):
+            return 0
+        async with self._app.db.session_factory() as session:
+            tenants = [int(row[0]) for row in await session.execute(text("SELECT id FROM public.tenants"))]
+        adopted = 0
+        prefix = self._app.settings.tenant_schema_prefix
+        for tenant_id in tenants:
+            async with tenant_transaction(self._app.db.session_factory, prefix, tenant_id) as session:
+                members = [
+                    str(row[0])
+                    for row in await session.execute(
+                        text("SELECT DISTINCT vinted_user_id FROM vinted_accounts")
+                    )
+                ]
+                adopted += await sale_checks.adopt(session, "vinted", tenant_id, members)
+        if adopted:
+            log.info("vinted_sale_checks_adopted", accounts=adopted)
+        return adopted
+
     async def run(self, stop: asyncio.Event, *, every_seconds: float = 1.0) -> None:
-        """Enqueue due checks until `stop` is set."""
+        """Enqueue due checks until `stop` is set (after adopting accounts linked before the checks)."""
+        try:
+            await self.adopt_accounts()
+        except Exception:  # the next start adopts them; the checks of scheduled accounts go on
+            log.exception("vinted_sale_check_adoption_failed")
         while not stop.is_set():
             try:
                 await self.run_once()

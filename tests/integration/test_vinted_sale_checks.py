@@ -38,8 +38,9 @@ from tests.integration.test_plugin_queue import _vinted_product
 from tests.integration.test_sales import ETSY_CONNECTION, database_tier
 from tests.pipeline_support import EBAY_CONNECTION, running_pipeline, wait_for_job
 from tests.support import PASSWORD, bearer, register, unique_email
+from workers.context import build_worker_app
 from workers.rate_limit import SlidingWindowLimiter
-from workers.sale_checks import queue_vinted_sale_checks
+from workers.sale_checks import ADOPTION_KEY, VintedSaleChecks, queue_vinted_sale_checks
 
 LIMIT = 6
 SHARE = 3
@@ -539,3 +540,34 @@ async def test_with_the_plugin_away_the_check_fails_in_time_and_the_next_one_is_
     assert failed["status"] == "failed" and failed["error"]["code"] == "plugin_unavailable", failed
     # The next due check is not blocked behind it.
     assert await _check(db, check_settings, seller) != job_id
+
+
+async def test_accounts_linked_before_the_vinted_check_existed_get_one(
+    api: httpx.AsyncClient, db: Database, redis: Redis, check_settings: Settings
+) -> None:
+    seller = await _seller(api, db, marketplaces=False)
+    async with db.session_factory() as session, session.begin():
+        # As an account linked before this release: no sale check row.
+        await session.execute(
+            text("DELETE FROM public.sale_checks WHERE platform = 'vinted' AND tenant_id = :tenant"),
+            {"tenant": seller.tenant_id},
+        )
+    await redis.delete(ADOPTION_KEY)
+    app = await build_worker_app(check_settings, "vinted", 1)
+    try:
+        checks = VintedSaleChecks(app)
+        assert await checks.adopt_accounts() >= 1
+        assert await checks.adopt_accounts() == 0, "once an hour across the pool"
+    finally:
+        await app.close()
+    async with db.session_factory() as session:
+        scheduled = (
+            await session.execute(
+                text(
+                    "SELECT account, due_at <= now() AS due FROM public.sale_checks "
+                    "WHERE platform = 'vinted' AND tenant_id = :tenant"
+                ),
+                {"tenant": seller.tenant_id},
+            )
+        ).all()
+    assert [(row.account, row.due) for row in scheduled] == [(seller.member, True)]
