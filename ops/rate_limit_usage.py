@@ -41,6 +41,11 @@ def vinted_member_key(vinted_user_id: str) -> str:
     return f"stoflow:ratelimit:{{vinted:m{vinted_user_id}}}"
 
 
+def vinted_sale_check_key(vinted_user_id: str) -> str:
+    """Name the Redis key logging the slots the member's sale checks took (its share of the budget)."""
+    return f"stoflow:ratelimit:{{vinted:m{vinted_user_id}}}:sale-checks"
+
+
 # KEYS[1] a member's log; ARGV: window in microseconds, then (score, member) pairs. When the key is missing
 # (Redis flushed, restarted without persistence, or never used), it is rebuilt from those entries: the
 # requests PostgreSQL knows were released in the last window. An existing key is left alone.
