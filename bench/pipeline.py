@@ -1232,23 +1232,24 @@ B_NOT_RUN = """### (b)
 
 #: Hand-written, kept with the code that prints the figures: what limits each one and what changed.
 NOTES = """### Before and after (issue 8, must-show 4, second pass), the same bench in both runs
-- Before: main at 85817d4 (its own copy of the tree, this bench), 2026-12-03 07:54-08:01 UTC, 1-minute load
-  5.3-8.2. After: branch perf-8 (the figures above), 08:01-08:08 UTC, load 6.1-9.9. Both ran while this
-  branch's whole unit+integration tier ran alongside (and other engineers' work): CPU per item is
-  comparable between the two runs, not with quiet-machine figures; the ratios are side by side.
+- Before: main at 85817d4 (its own copy of the tree, this bench), 2026-12-03 08:36-08:40 UTC, 1-minute
+  load 2.6-5.7. After: branch perf-8 (the figures above), 08:40-08:44 UTC, load 2.6-3.5. An earlier pair
+  at load 5-10 (this branch's whole test tier running alongside; before 07:54, after 08:01): (a) 0.13
+  (0.10-0.16) → 0.19 (0.13-0.32), api 8.24 → 5.57 ms per command; (b) 0.23 (0.20-0.30) → 0.39
+  (0.33-0.44), worker 7.77 → 4.76 ms per job against bare ARQ's 1.89 and 1.92 ms.
 
-| per command / per job | before | after |
+| per command / per job (load 3) | before | after |
 |---|---|---|
-| (a) ratio, median of 5 rounds (range) | 0.13 (0.10-0.16) | 0.19 (0.13-0.32) |
-| (a) gateway vs bare req/s | 99 vs 632; 53 vs 336; 41 vs 345; 40 vs 386; 45 vs 350 | see (a) above |
+| (a) ratio, median of 5 rounds (range) | 0.13 (0.12-0.16) | 0.20 (0.18-0.24) |
+| (a) gateway vs bare req/s | 73 vs 548; 69 vs 550; 74 vs 467; 69 vs 488; 83 vs 670 | see (a) above |
 | (a) round trips / SQL statements per publish command | 6 / 4 | 5 / 3 |
-| (a) CPU ms per command: api, postgres, wrk | 8.24, 1.79, 0.18 | 5.57, 1.87, 0.16 |
-| (a) bare endpoint CPU ms: server, postgres, wrk | 1.05, 0.00, 0.07 | 1.01, 0.00, 0.07 |
-| (b) ratio, median of 5 rounds (range) | 0.23 (0.20-0.30) | 0.39 (0.33-0.44) |
-| (b) ours vs bare jobs/s | 40 vs 160; 49 vs 242; 53 vs 240; 53 vs 235; 67 vs 224 | see (b) above |
+| (a) CPU ms per command: api, postgres, wrk | 7.90, 1.79, 0.15 | 4.89, 1.71, 0.12 |
+| (a) bare endpoint CPU ms: server, postgres, wrk | 1.02, 0.00, 0.07 | 1.00, 0.00, 0.07 |
+| (b) ratio, median of 5 rounds (range) | 0.17 (0.15-0.20) | 0.30 (0.22-0.32) |
+| (b) ours vs bare jobs/s | 100 vs 687; 121 vs 685; 133 vs 681; 101 vs 615; 90 vs 524 | see (b) above |
 | (b) round trips / SQL statements per noop job | 6 / 2 | 2 / 2 |
-| (b) CPU ms per job: worker, postgres, redis | 7.77, 1.60, 0.63 | 4.76, 1.06, 0.53 |
-| (b) bare ARQ CPU ms per job: worker, redis | 1.89, 0.36 | 1.92, 0.35 |
+| (b) CPU ms per job: worker, postgres, redis | 7.19, 1.59, 0.52 | 4.17, 1.15, 0.41 |
+| (b) bare ARQ CPU ms per job: worker, redis | 1.43, 0.22 | 1.61, 0.30 |
 
 - `--quick` runs (2 rounds) at load 2-5 during the work: (b) 0.20 before (106 vs 547 and 106 vs 515
   jobs/s, worker 5.90 ms per job against bare ARQ's 1.42), 0.33-0.45 after the worker change (154 vs 338,
@@ -1287,26 +1288,26 @@ NOTES = """### Before and after (issue 8, must-show 4, second pass), the same be
   10% (SQLAlchemy session, BEGIN through its asyncpg adapter, COMMIT), FastAPI's dependency solving and
   body validation 9%, the publish's two statements 22% (mostly their round trips), the response write 7%,
   the request log line 3%.
-- What stands in the way of (a) ≥ 0.3: the api's 5.6 ms of CPU per command against the bare endpoint's
+- What stands in the way of (a) ≥ 0.3: the api's 4.9 ms of CPU per command against the bare endpoint's
   1.0 ms (0.3 needs about 3.3 ms). Round trips are the largest part: SQLAlchemy's asyncpg adapter sends
   BEGIN on its own, so the floor on the session is 5. A hot path without the session (a raw pool sized to
   the concurrency, `BEGIN; SET LOCAL` in one simple query, the login check inside the product-lock
   statement, COMMIT) would be 4, the lock and write as one statement 3; and the framework around it
   (router matching, dependency solving, seven ASGI layers) is about a third of what is left.
-- What stands in the way of (b) ≥ 0.5: the worker's 4.8 ms per job against bare ARQ's 1.9 ms, of which
+- What stands in the way of (b) ≥ 0.5: the worker's 4.2 ms per job against bare ARQ's 1.6 ms, of which
   ARQ's own per-job Redis traffic is the same on both sides. Ours is down to the two round trips (the
   claim must commit before the marketplace call, so two is the floor), the `job_succeeded` line, the
   pool's acquire/release and PostgreSQL's 1.1 ms per job on the same 2 cores. Next levers: the success
   line at DEBUG (the history row records it), uvloop in the worker process (cheaper socket writes from
   Python; the bare baseline would get it too), and the claim of the next job batched with the landing
   of the last one (one round trip per job).
-- `job_skipped` 8 times in the after run (0 before, 0 in the `--quick` runs): a run handed to ARQ twice
-  whose second copy found the row already claimed or finished, which the claim's run guard turns into a
+- `job_skipped` 5 and 8 times in the two after runs (0 before, 0 in `--quick` runs): a run handed to ARQ
+  twice whose second copy found the row already claimed or finished, which the claim's run guard turns into a
   no-op (no second history row, no second landing). Not investigated further in this pass; the likely
   path is the dispatcher's re-hand of `queued` rows past its stale limit (the 1,500-row backlogs wait
   for the worker's restart) racing the faster drain: ARQ no longer holds a finished run's key
   (`keep_result=0`) when the sweep looks.
-- Noise: the bare baselines moved 160-632 per round within a run (other engineers' suites on the same
+- Noise: the bare baselines moved 160-772 per round across these runs (other engineers' suites on the same
   2 cores); read the medians and ranges, not one round.
 """
 

@@ -31,6 +31,7 @@ class JobAction(StrEnum):
     DELIST = "delist"  #: end a live listing
     GENERATE_DESCRIPTION = "generate_description"  #: write a description with AI
     IMPORT = "import"  #: turn existing listings into linked products
+    CHECK_SALES = "check_sales"  #: read the Vinted member's sold orders through the plugin
 
 
 class JobStatus(StrEnum):

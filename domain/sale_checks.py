@@ -56,3 +56,14 @@ def spendable_now(*, daily_budget: int, used: int, now: datetime) -> int:
     elapsed = 86_400 - seconds_left_today(now)
     ramp = int(daily_budget * elapsed / 86_400) + burst_allowance(daily_budget)
     return max(min(ramp, daily_budget) - used, 0)
+
+
+def vinted_check_interval(*, base_seconds: float, window_seconds: float, share: int) -> float:
+    """Seconds between two sale checks of one Vinted member: never faster than its share of the window.
+
+    `share` checks per window at most (each at least one request of the member's budget), and never more
+    often than `base_seconds`: 12 minutes with the defaults (2 h / 10).
+    """
+    if share <= 0:
+        raise ValueError("a Vinted sale check needs a share of at least 1")
+    return max(base_seconds, window_seconds / share)

@@ -113,3 +113,67 @@ def etsy_receipt_lines(receipt: Mapping[str, Any]) -> list[OrderLine]:
 def announced_by(line: OrderLine, hints: list[str]) -> bool:
     """Whether a webhook announced this line's order (its key before any `/line` suffix)."""
     return line.order_id.split("/", 1)[0] in hints
+
+
+#: A Vinted order in one of these `transaction_user_status`es sold nothing (cancelled, refunded).
+VINTED_FAILED_STATUSES = frozenset({"failed", "canceled", "cancelled"})
+
+
+@dataclass(frozen=True)
+class VintedSoldOrder:
+    """One entry of a member's sold orders: the transaction and the title of what it sold."""
+
+    transaction_id: str
+    title: str
+
+
+def vinted_sold_orders(page: Mapping[str, Any]) -> list[VintedSoldOrder]:
+    """The orders of a `GET /api/v2/my_orders?type=sold` page that sold something, newest first.
+
+    Vinted's order list names each order by `transaction_id` (with its title, price, status text, date
+    and photo) but not the item it sold: that is read from the transaction itself.
+    """
+    orders = page.get("my_orders")
+    if not isinstance(orders, list):
+        return []
+    return [
+        VintedSoldOrder(transaction_id=str(order["transaction_id"]), title=str(order.get("title") or ""))
+        for order in orders
+        if isinstance(order, Mapping)
+        and order.get("transaction_id")
+        and str(order.get("transaction_user_status") or "") not in VINTED_FAILED_STATUSES
+    ]
+
+
+def same_title(order_title: str, listed_title: str) -> bool:
+    """Whether an order's title is the one we listed (Vinted shows it as sent, whitespace aside)."""
+    return " ".join(order_title.split()).casefold() == " ".join(listed_title.split()).casefold()
+
+
+def vinted_transaction_lines(body: Mapping[str, Any]) -> list[OrderLine]:
+    """The items of one Vinted transaction (`GET /api/v2/transactions/{id}`), one line each.
+
+    A bundle sells several items in one transaction: each is its own sale, keyed `transaction/item`.
+    """
+    transaction = body.get("transaction")
+    if not isinstance(transaction, Mapping) or not transaction.get("id"):
+        return []
+    transaction_id = str(transaction["id"])
+    order = transaction.get("order")
+    items = order.get("items") if isinstance(order, Mapping) else None
+    item_ids = (
+        [str(item["id"]) for item in items if isinstance(item, Mapping) and item.get("id")]
+        if isinstance(items, list)
+        else []
+    )
+    if not item_ids and transaction.get("item_id"):
+        item_ids = [str(transaction["item_id"])]
+    return [
+        OrderLine(
+            platform="vinted",
+            external_id=item_id,
+            order_id=sale_key(transaction_id, item_id, len(item_ids)),
+            quantity=1,
+        )
+        for item_id in item_ids
+    ]

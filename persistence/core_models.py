@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -175,6 +176,8 @@ class VintedRequestLog(CoreBase):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
     handed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: a sale check's request: counted against the checks' share of the member's budget too
+    sale_check: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
 
 
 class AiCredits(CoreBase):

@@ -11,6 +11,10 @@ while the member's requests first handed out in the last window, plus this task'
 limit — so however long the plugin was away and however many tasks were released meanwhile, at most
 `limit` requests of one member reach Vinted in any window. PostgreSQL holds this, so losing Redis
 cannot widen it.
+
+Sale checks (`list_sold_orders` tasks) are handed out last and only within their share: at most
+`sale_check_share` of the member's requests in a window are checks, and a check goes only when, after it,
+the window still has room for every publish/update/delist task of the member that is waiting.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from persistence.tenant_models import PluginTask
 
 LEASE_SECONDS = 60
 NOTIFY_CHANNEL = "stoflow_plugin_tasks"
+#: The operation of a sale check's task: it reads the member's sold orders (and the new orders' details).
+SALE_CHECK_OPERATION = "list_sold_orders"
 
 
 async def create_task(
@@ -54,10 +60,16 @@ async def create_task(
     await session.flush()
     await session.execute(
         text(
-            "INSERT INTO public.vinted_request_log (task_id, member, tenant_id, slots) "
-            "VALUES (:task, :member, :tenant, :slots)"
+            "INSERT INTO public.vinted_request_log (task_id, member, tenant_id, slots, sale_check) "
+            "VALUES (:task, :member, :tenant, :slots, :sale_check)"
         ),
-        {"task": task.id, "member": vinted_user_id, "tenant": tenant_id, "slots": len(requests)},
+        {
+            "task": task.id,
+            "member": vinted_user_id,
+            "tenant": tenant_id,
+            "slots": len(requests),
+            "sale_check": operation == SALE_CHECK_OPERATION,
+        },
     )
     await session.execute(
         text("SELECT pg_notify(:channel, :tenant)"), {"channel": NOTIFY_CHANNEL, "tenant": str(tenant_id)}
@@ -67,7 +79,7 @@ async def create_task(
 
 _READY = text(
     """
-    SELECT task.id, task.slots, task.handed_at IS NOT NULL AS handed,
+    SELECT task.id, task.slots, task.operation, task.handed_at IS NOT NULL AS handed,
            coalesce(task.vinted_user_id, account.vinted_user_id, 'account:' || task.vinted_account_id)
                AS member
     FROM plugin_tasks AS task
@@ -112,25 +124,68 @@ async def _member_used(session: AsyncSession, member: str, window_seconds: int) 
     return int(used or 0)
 
 
+async def _checks_used(session: AsyncSession, member: str, window_seconds: int) -> int:
+    """Requests of `member`'s sale checks first handed out within the last window (lock already held)."""
+    used = await session.scalar(
+        text(
+            "SELECT coalesce(sum(slots), 0) FROM public.vinted_request_log "
+            "WHERE member = :member AND sale_check AND handed_at > now() - make_interval(secs => :window)"
+        ),
+        {"member": member, "window": window_seconds},
+    )
+    return int(used or 0)
+
+
 async def claim_ready(
-    session: AsyncSession, limit: int, *, budget: int, window_seconds: int
+    session: AsyncSession,
+    limit: int,
+    *,
+    budget: int,
+    window_seconds: int,
+    sale_check_share: int | None = None,
 ) -> list[PluginTask]:
-    """Lease up to `limit` ready tasks, oldest first, within each member's hand-out budget."""
+    """Lease up to `limit` ready tasks, oldest first, within each member's hand-out budget.
+
+    A sale check's first hand-out comes after the other tasks, within `sale_check_share` (None: no share
+    of its own), and only while the member's waiting publish/update/delist tasks still fit after it.
+    """
     candidates = (await session.execute(_READY, {"scan": max(limit * 4, 50)})).mappings().all()
     chosen: list[uuid.UUID] = []
     first_hand_outs: list[uuid.UUID] = []
     used: dict[str, int] = {}
+    #: slots of the member's publish/update/delist tasks that wait (held back, or past `limit`)
+    waiting: dict[str, int] = {}
+    checks: list[Any] = []
     for member in sorted({str(row["member"]) for row in candidates if not row["handed"]}):
         used[member] = await _member_used(session, member, window_seconds)
+        waiting[member] = 0
     for row in candidates:
-        if len(chosen) >= limit:
-            break
         if not row["handed"]:
             member = str(row["member"])
-            if used[member] + int(row["slots"]) > budget:
-                continue  # its member's window is full; later tasks of other members may still go
+            if row["operation"] == SALE_CHECK_OPERATION:
+                checks.append(row)
+                continue
+            if len(chosen) >= limit or used[member] + int(row["slots"]) > budget:
+                # its member's window is full (later tasks of other members may still go), or no room
+                # in this batch: either way it waits, and a sale check must leave it its slots
+                waiting[member] += int(row["slots"])
+                continue
             used[member] += int(row["slots"])
             first_hand_outs.append(row["id"])
+        elif len(chosen) >= limit:
+            continue
+        chosen.append(row["id"])
+    for row in checks:
+        member = str(row["member"])
+        slots = int(row["slots"])
+        if len(chosen) >= limit or used[member] + waiting[member] + slots > budget:
+            continue
+        if sale_check_share is not None and (
+            await _checks_used(session, member, window_seconds) + slots > sale_check_share
+        ):
+            continue
+        used[member] += slots
+        first_hand_outs.append(row["id"])
         chosen.append(row["id"])
     if not chosen:
         return []
@@ -167,17 +222,39 @@ async def next_hand_out(session: AsyncSession, window_seconds: int) -> datetime 
 
 
 async def member_releases(
-    session: AsyncSession, vinted_user_id: str, window_seconds: int
+    session: AsyncSession, vinted_user_id: str, window_seconds: int, *, sale_checks_only: bool = False
 ) -> list[tuple[str, datetime, int]]:
     """(task id, released at, slots) of the member's requests released within the last window."""
     rows = await session.execute(
         text(
             "SELECT task_id, released_at, slots FROM public.vinted_request_log "
             "WHERE member = :member AND released_at > now() - make_interval(secs => :window)"
+            + (" AND sale_check" if sale_checks_only else "")
         ),
         {"member": vinted_user_id, "window": window_seconds},
     )
     return [(str(row[0]), row[1], int(row[2])) for row in rows]
+
+
+_WAITING_PUBLICATIONS = text(
+    """
+    SELECT coalesce(sum(CASE WHEN j.action = 'publish' THEN 1 + (
+               SELECT count(*) FROM product_images AS i WHERE i.product_id = j.product_id)
+           ELSE 1 END), 0)
+    FROM plugin_queue AS j
+    JOIN vinted_accounts AS a ON a.id = (j.payload ->> 'vinted_account_id')::bigint
+    WHERE j.platform = 'vinted' AND j.action IN ('publish', 'update', 'delist')
+      AND j.status IN ('pending', 'queued', 'running', 'rate_limited')
+      AND a.vinted_user_id = :member
+      AND NOT EXISTS (SELECT 1 FROM plugin_tasks AS t WHERE t.job_id = j.id AND t.finished_at IS NULL)
+    """
+)
+
+
+async def waiting_publication_slots(session: AsyncSession, vinted_user_id: str) -> int:
+    """Slots the member's publish/update/delist jobs of this tenant will take when they release their
+    task (a publish: one per photo plus the item; an update or delist: one): a sale check leaves them."""
+    return int(await session.scalar(_WAITING_PUBLICATIONS, {"member": vinted_user_id}) or 0)
 
 
 async def next_lease_expiry(session: AsyncSession) -> datetime | None:

@@ -38,16 +38,23 @@ async def edit_product(
 
 
 async def follow_edit(
-    session: AsyncSession, tenant_id: int, product_id: int, *, coalesce: timedelta = timedelta(0)
+    session: AsyncSession,
+    tenant_id: int,
+    product_id: int,
+    *,
+    coalesce: timedelta = timedelta(0),
+    except_platform: str | None = None,
+    with_coalesced: bool = False,
 ) -> list[QueueJob]:
-    """Give every live listing of a changed product its (coalesced) `update`; return the jobs written now.
+    """Give every live listing of a changed product its (coalesced) `update`; return the jobs written now
+    (`with_coalesced`: also the not-yet-started ones that carry this change).
 
     For any writer of a product's fields or stock (an edit, a sale that leaves stock): the update reads
     the product as it stands when it runs.
     """
     jobs: list[QueueJob] = []
     for listing in await listings.listings_of(session, product_id):
-        if listing.status != "live":
+        if listing.status != "live" or listing.platform == except_platform:
             continue
         payload = {"vinted_account_id": listing.vinted_account_id} if listing.vinted_account_id else {}
         job, written = await queue.enqueue_coalesced(
@@ -59,6 +66,6 @@ async def follow_edit(
             payload=payload,
             window=coalesce,
         )
-        if written:
+        if written or with_coalesced:
             jobs.append(job)
     return jobs

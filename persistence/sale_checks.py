@@ -41,6 +41,19 @@ async def schedule(session: AsyncSession, platform: str, tenant_id: int, account
     )
 
 
+async def adopt(session: AsyncSession, platform: str, tenant_id: int, accounts: list[str]) -> int:
+    """Give accounts linked before their checks existed a check, due now; leave scheduled ones alone."""
+    if not accounts:
+        return 0
+    result = await session.execute(
+        insert(SaleCheck)
+        .values([{"platform": platform, "tenant_id": tenant_id, "account": account} for account in accounts])
+        .on_conflict_do_nothing(index_elements=["platform", "tenant_id", "account"])
+        .returning(SaleCheck.account)
+    )
+    return len(result.all())
+
+
 async def unschedule(
     session: AsyncSession, platform: str, tenant_id: int, account: str | None = None
 ) -> None:

@@ -21,6 +21,7 @@ from domain.jobs import UNFINISHED, JobAction
 from domain.lifecycle import ProductStatus, change_status
 from domain.sales import OrderLine, SaleSource, apply_sale
 from persistence import listings, queue
+from persistence.product_edits import follow_edit
 from persistence.products import apply_status_change, lifecycle_state, transaction_now
 from persistence.tenant_models import PlatformListing, Product, QueueJob, Sale
 
@@ -88,33 +89,15 @@ async def end_listings(
 
 
 async def _update_others(
-    session: AsyncSession, tenant_id: int, product: Product, sold_on: str, sale_id: int
+    session: AsyncSession, tenant_id: int, product: Product, sold_on: str
 ) -> list[QueueJob]:
-    """Stock left: every other live listing gets an `update` carrying the new quantity."""
-    jobs = []
-    for listing in await listings.listings_of(session, product.id):
-        if listing.status != "live" or listing.platform == sold_on:
-            continue
-        pending = await session.scalar(
-            _unfinished(product.id, listing.platform, JobAction.UPDATE).where(QueueJob.status == "pending")
-        )
-        if pending is not None:
-            jobs.append(pending)  # not started yet: it pushes the product as it is when it runs
-            continue
-        payload: dict[str, Any] = {"quantity": product.stock_quantity, "sale_id": sale_id}
-        if listing.vinted_account_id:
-            payload["vinted_account_id"] = listing.vinted_account_id
-        jobs.append(
-            await queue.enqueue_job(
-                session,
-                tenant_id=tenant_id,
-                platform=listing.platform,
-                action=JobAction.UPDATE,
-                product_id=product.id,
-                payload=payload,
-            )
-        )
-    return jobs
+    """Stock left: every other live listing gets an `update` carrying the new quantity.
+
+    Through the edit path (`product_edits.follow_edit`): an update of that listing that has not started
+    yet (an edit's, or an earlier sale's) carries this change too, so edits and sales give one update per
+    platform. No extra wait: a sale's stock must reach the other marketplaces at once.
+    """
+    return await follow_edit(session, tenant_id, product.id, except_platform=sold_on, with_coalesced=True)
 
 
 async def find_listing_product(session: AsyncSession, platform: str, external_id: str) -> Product | None:
@@ -192,7 +175,7 @@ async def record_sale(
     if effect.sold_out:
         jobs = await end_listings(session, tenant_id, product.id, except_platform=platform)
     elif effect.took_stock:
-        jobs = await _update_others(session, tenant_id, product, platform, sale.id)
+        jobs = await _update_others(session, tenant_id, product, platform)
     return RecordedSale(sale=sale, created=True, jobs=jobs)
 
 
@@ -251,6 +234,29 @@ async def oversold_orders(session: AsyncSession, product_id: int) -> list[dict[s
     ]
 
 
+async def vinted_item_sale(session: AsyncSession, item_id: str) -> Sale | None:
+    """The sale already recorded for this Vinted item, whoever saw it (a Vinted item sells once).
+
+    The plugin keys its sale by the item id, the sale check by the transaction id: when the item's listing
+    is already `sold`, the other source's sighting is the same sale, not a second one.
+    """
+    product_id = await session.scalar(
+        select(PlatformListing.product_id).where(
+            PlatformListing.platform == "vinted",
+            PlatformListing.external_id == item_id,
+            PlatformListing.status == "sold",
+        )
+    )
+    if product_id is None:
+        return None
+    return await session.scalar(
+        select(Sale)
+        .where(Sale.product_id == product_id, Sale.platform == "vinted")
+        .order_by(Sale.id.desc())
+        .limit(1)
+    )
+
+
 async def record_order_line(
     session: AsyncSession, tenant_id: int, line: OrderLine, source: SaleSource
 ) -> RecordedSale | None:
@@ -258,6 +264,10 @@ async def record_order_line(
     product = await find_listing_product(session, line.platform, line.external_id)
     if product is None:
         return None
+    if line.platform == "vinted":
+        known = await vinted_item_sale(session, line.external_id)
+        if known is not None and known.order_id != line.order_id:
+            return RecordedSale(sale=known, created=False, jobs=[])
     return await record_sale(
         session,
         tenant_id,

@@ -89,6 +89,8 @@ def settings(test_database_url: str, redis_url: str, tmp_path_factory: pytest.Te
         media_root=str(tmp_path_factory.mktemp("media")),
         log_format="console",
         log_level="WARNING",
+        # No Vinted sale check unless a test asks for one: it would spend members' budgets.
+        vinted_sale_check_share=0,
     )
 
 

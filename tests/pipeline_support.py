@@ -27,6 +27,7 @@ async def running_pipeline(
     *,
     configure: Callable[[WorkerApp], None] | None = None,
     sweep_seconds: float = 0.2,
+    check_sales: bool | None = None,
 ) -> AsyncIterator[Dispatcher]:
     """A dispatcher and one worker of `platform` with `adapter` (None: the real ones), stopped on exit."""
     dispatcher = Dispatcher(settings, sweep_seconds=sweep_seconds)
@@ -37,6 +38,7 @@ async def running_pipeline(
         adapters=None if adapter is None else {platform: adapter},
         handle_signals=False,
         configure=configure,
+        check_sales=check_sales,
     )
     dispatching = asyncio.create_task(dispatcher.run())
     working = asyncio.create_task(worker.async_run())

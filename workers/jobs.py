@@ -24,9 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.catalogue import ProductSnapshot
 from domain.errors import DomainError
 from domain.jobs import USER_MESSAGES, JobAction, JobErrorCode, retry_delay
+from domain.sales import SaleSource
 from ops.adapters import metrics_store
 from persistence import credentials as credential_store
-from persistence import imports, queue
+from persistence import imports, queue, sales
 from persistence.snapshots import snapshot_of
 from persistence.tenancy import tenant_schema, tenant_transaction
 from workers.context import WorkerApp
@@ -264,6 +265,9 @@ async def _execute(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, inputs
     if job.action == JobAction.IMPORT and hasattr(adapter, "import_listings"):
         found: ListingOutcome = await adapter.import_listings(job_input)
         return found
+    if job.action == JobAction.CHECK_SALES and hasattr(adapter, "check_sales"):
+        checked: ListingOutcome = await adapter.check_sales(job_input)
+        return checked
     if job.action == JobAction.GENERATE_DESCRIPTION and hasattr(adapter, "generate_description"):
         outcome: ListingOutcome = await adapter.generate_description(job_input)
         return outcome
@@ -297,11 +301,25 @@ async def _succeed(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, outcom
             )
             finished = queue.Landing(result=counts.as_result())
             log.info("import_recorded", found=len(outcome.imported), **counts.as_result())
+        if outcome.sales is not None:
+            # A sale check: its sales and the job's end commit together, fenced on this run's lease, so
+            # a check whose result is read twice (a retried run) records each order once.
+            if not await queue.renew_lease(session, job.lease, app.lease_seconds):
+                return False
+            new = 0
+            for line in outcome.sales:
+                recorded = await sales.record_order_line(session, tenant_id, line, SaleSource.POLL)
+                new += bool(recorded is not None and recorded.created)
+            finished = queue.Landing(result={**(outcome.result or {}), "sales": new})
+            if new:
+                log.info("sale_check_found_sales", sales=new, lines=len(outcome.sales))
         return await queue.succeed(session, tenant_id, job.lease, finished)
 
     # The common landing: one statement of its own (see queue.land).
-    if outcome.imported is None and await queue.land(
-        app.pg, _schema(app, tenant_id), tenant_id, job, landing
+    if (
+        outcome.imported is None
+        and outcome.sales is None
+        and await queue.land(app.pg, _schema(app, tenant_id), tenant_id, job, landing)
     ):
         log.info("job_succeeded", external_id=outcome.external_id)
         return "succeeded"

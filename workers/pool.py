@@ -18,7 +18,7 @@ from ops.config.settings import Settings
 from workers.context import WorkerApp, build_worker_app
 from workers.jobs import run_job
 from workers.platforms.base import PlatformAdapter
-from workers.sale_checks import SaleChecker
+from workers.sale_checks import SaleChecker, VintedSaleChecks
 from workers.sync import start_sync_loop
 
 log = structlog.get_logger(__name__)
@@ -54,8 +54,9 @@ def build_worker(
 ) -> Worker:
     """An ARQ worker on the platform's queue whose jobs share one `WorkerApp`.
 
-    eBay and Etsy workers also run the periodic sale checks (`check_sales`; default: with the real
-    adapters only, so a test's in-memory marketplace is never polled for orders).
+    eBay and Etsy workers also run the periodic sale checks, and Vinted workers enqueue theirs as
+    `check_sales` jobs (`check_sales`; default: with the real adapters only, so a test's in-memory
+    marketplace is never polled for orders; Vinted's also need VINTED_SALE_CHECK_SHARE > 0).
     """
     run_checks = check_sales if check_sales is not None else adapters is None
 
@@ -73,6 +74,10 @@ def build_worker(
             stop = asyncio.Event()
             checker = SaleChecker(app, platform, reader)  # type: ignore[arg-type]
             ctx["sale_checks"] = (stop, asyncio.create_task(checker.run(stop)))
+        elif run_checks and platform == "vinted" and settings.vinted_sale_check_share > 0:
+            # Vinted's checks are plugin tasks: this loop only turns due checks into `check_sales` jobs.
+            stop = asyncio.Event()
+            ctx["sale_checks"] = (stop, asyncio.create_task(VintedSaleChecks(app).run(stop)))
         # What start-up built lives as long as the process: out of the cyclic collector's way.
         gc.freeze()
         log.info("worker_started", platform=platform, concurrency=concurrency, owner=app.owner)

@@ -7,6 +7,12 @@ since its last check minus an overlap, and records every line through the one sa
 (a Redis counter shared by every tenant and process, refused past the limit); the next check of each
 account is scheduled at the pace that makes what is left of the budget last the day
 (`domain.sale_checks.paced_interval`), so the checks slow down before the budget is spent.
+
+Vinted has no API the backend can call: each Vinted worker process runs `VintedSaleChecks`, which turns
+every due Vinted account's check into a `check_sales` job (one unfinished per account). The job reads the
+member's sold orders through the plugin (`workers/platforms/vinted.py`), spending at most
+`VINTED_SALE_CHECK_SHARE` of the member's requests per window, and never a slot a waiting publication
+needs; checks come due every max(SALE_CHECK_INTERVAL_SECONDS, window / share).
 """
 
 from __future__ import annotations
@@ -20,13 +26,22 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.sale_checks import budget_day, paced_interval, seconds_left_today, spendable_now
+from domain.jobs import UNFINISHED, JobAction
+from domain.sale_checks import (
+    budget_day,
+    paced_interval,
+    seconds_left_today,
+    spendable_now,
+    vinted_check_interval,
+)
 from domain.sales import SaleSource, announced_by
 from ops.adapters.secrets_box import UnreadableSecret
 from ops.config.settings import Settings
 from persistence import credentials as credential_store
-from persistence import sale_checks, sales
+from persistence import queue, sale_checks, sales
 from persistence.sale_checks import DueCheck
 from persistence.tenancy import tenant_transaction
 from workers.context import WorkerApp
@@ -212,3 +227,117 @@ class SaleChecker:
         prefix = self._settings.tenant_schema_prefix
         async with tenant_transaction(self._db.session_factory, prefix, check.tenant_id) as session:
             await sale_checks.record_checked(session, check, checked_until=None, error=error)
+
+
+#: Taken by the process that adopts unscheduled Vinted accounts (at most once an hour across the pool).
+ADOPTION_KEY = "stoflow:vinted-sale-checks:adopted"
+
+
+class VintedSaleChecks:
+    """Turns due Vinted sale checks into `check_sales` jobs, paced by the checks' share of the budget."""
+
+    def __init__(
+        self,
+        app: WorkerApp,
+        *,
+        batch: int = 50,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._app = app
+        self._batch = batch
+        self._clock = clock
+
+    def interval(self) -> float:
+        """Seconds between two checks of one member: max(SALE_CHECK_INTERVAL_SECONDS, window / share)."""
+        settings = self._app.settings
+        return vinted_check_interval(
+            base_seconds=settings.sale_check_interval_seconds,
+            window_seconds=settings.vinted_rate_window_seconds,
+            share=settings.vinted_sale_check_share,
+        )
+
+    async def run_once(self) -> int:
+        """Claim the Vinted checks due now and enqueue their jobs; return how many jobs were enqueued."""
+        now = self._clock()
+        next_due = now + timedelta(seconds=self.interval())
+        async with self._app.db.session_factory() as session, session.begin():
+            due = await sale_checks.claim_due(
+                session, "vinted", now=now, next_due=next_due, limit=self._batch
+            )
+        enqueued = 0
+        prefix = self._app.settings.tenant_schema_prefix
+        for check in due:
+            with structlog.contextvars.bound_contextvars(tenant_id=check.tenant_id, platform="vinted"):
+                async with tenant_transaction(
+                    self._app.db.session_factory, prefix, check.tenant_id
+                ) as session:
+                    enqueued += await queue_vinted_sale_checks(session, check.tenant_id, check.account)
+        return enqueued
+
+    async def adopt_accounts(self) -> int:
+        """Schedule the checks of Vinted accounts linked before the Vinted check existed; return how many.
+
+        Once per hour across the pool (a Redis key taken with SET NX): every tenant is visited, one short
+        transaction each, and only accounts without a check get one.
+        """
+        if not await self._app.redis.set(ADOPTION_KEY, self._app.owner, nx=True, ex=3600):
+            return 0
+        async with self._app.db.session_factory() as session:
+            tenants = [int(row[0]) for row in await session.execute(text("SELECT id FROM public.tenants"))]
+        adopted = 0
+        prefix = self._app.settings.tenant_schema_prefix
+        for tenant_id in tenants:
+            async with tenant_transaction(self._app.db.session_factory, prefix, tenant_id) as session:
+                members = [
+                    str(row[0])
+                    for row in await session.execute(
+                        text("SELECT DISTINCT vinted_user_id FROM vinted_accounts")
+                    )
+                ]
+                adopted += await sale_checks.adopt(session, "vinted", tenant_id, members)
+        if adopted:
+            log.info("vinted_sale_checks_adopted", accounts=adopted)
+        return adopted
+
+    async def run(self, stop: asyncio.Event, *, every_seconds: float = 1.0) -> None:
+        """Enqueue due checks until `stop` is set (after adopting accounts linked before the checks)."""
+        try:
+            await self.adopt_accounts()
+        except Exception:  # the next start adopts them; the checks of scheduled accounts go on
+            log.exception("vinted_sale_check_adoption_failed")
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:  # a failed round (database down) must not end the loop
+                log.exception("sale_check_round_failed", platform="vinted")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every_seconds)
+
+
+async def queue_vinted_sale_checks(session: AsyncSession, tenant_id: int, member: str) -> int:
+    """A `check_sales` job for each of the tenant's accounts naming `member` that has none unfinished."""
+    rows = await session.execute(
+        text(
+            "SELECT a.id FROM vinted_accounts AS a WHERE a.vinted_user_id = :member AND NOT EXISTS ("
+            "  SELECT 1 FROM plugin_queue AS j WHERE j.platform = 'vinted' AND j.action = :action"
+            "  AND j.status = ANY(:unfinished)"
+            "  AND (j.payload ->> 'vinted_account_id')::bigint = a.id) ORDER BY a.id"
+        ),
+        {
+            "member": member,
+            "action": str(JobAction.CHECK_SALES),
+            "unfinished": [str(status) for status in UNFINISHED],
+        },
+    )
+    accounts = [int(row[0]) for row in rows]
+    for account in accounts:
+        job = await queue.enqueue_job(
+            session,
+            tenant_id=tenant_id,
+            platform="vinted",
+            action=JobAction.CHECK_SALES,
+            product_id=None,
+            payload={"vinted_account_id": account},
+        )
+        log.info("vinted_sale_check_enqueued", job_id=str(job.id), vinted_account_id=account)
+    return len(accounts)

@@ -120,6 +120,8 @@ async def add_vinted_account(
     except IntegrityError:
         raise Conflict("This Vinted account is already linked.") from None
     await session.refresh(account)
+    # The member's sold orders are read through the plugin from now on (within the checks' share).
+    await sale_checks.schedule(session, "vinted", principal.tenant_id, account.vinted_user_id)
     return _account_out(account)
 
 

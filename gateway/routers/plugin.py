@@ -93,7 +93,11 @@ async def poll_tasks(
                 return TaskBatch(tasks=[])
             async with tenant_transaction(services.db.session_factory, prefix, principal.tenant_id) as tenant:
                 tasks = await plugin_tasks.claim_ready(
-                    tenant, limit, budget=settings.vinted_rate_limit, window_seconds=window
+                    tenant,
+                    limit,
+                    budget=settings.vinted_rate_limit,
+                    window_seconds=window,
+                    sale_check_share=settings.vinted_sale_check_share,
                 )
                 if tasks:
                     rows = await tenant.execute(select(VintedAccount.id, VintedAccount.vinted_user_id))
@@ -184,13 +188,18 @@ async def report_event(
 ) -> dict[str, object]:
     """A sale the plugin saw on Vinted: that listing is sold, stock drops, the other listings follow.
 
-    A Vinted item sells once: the item id is the sale's order key, so the sale check finding the same
-    sale later records nothing more.
+    A Vinted item sells once: the item id is the sale's order key here, while the sale check keys it by
+    the Vinted transaction; whichever sees the sale second finds the item's listing `sold` and records
+    nothing more.
     """
     external_id = str(body.external_id)
     product = await sales.find_listing_product(session, body.platform, external_id)
     if product is None:
         raise NotFound("No Vinted listing with that id.")
+    known = await sales.vinted_item_sale(session, external_id)
+    if known is not None and known.order_id != external_id:
+        # The sale check recorded this item's sale already (keyed by its transaction): the same sale.
+        return {"product_id": product.id, "stock_quantity": product.stock_quantity, "jobs": []}
     recorded = await sales.record_sale(
         session,
         principal.tenant_id,

@@ -25,7 +25,14 @@ class JobOut(BaseModel):
     id: uuid.UUID
     product_id: int | None
     platform: str
-    action: str
+    action: str = Field(
+        description=(
+            "`publish`, `update`, `delist`, `generate_description`, `import`, or `check_sales`: Stoflow's "
+            "Vinted sale check (no product), which reads the member's sold orders through the plugin "
+            "(`list_sold_orders` tasks) within `VINTED_SALE_CHECK_SHARE` of its request budget; its "
+            '`result` is `{"sales": n, "seen": [transaction ids]}`'
+        )
+    )
     status: str
     attempts: int
     max_attempts: int

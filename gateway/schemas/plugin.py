@@ -20,7 +20,14 @@ class TaskOut(BaseModel):
     job_id: uuid.UUID
     vinted_account_id: int
     vinted_user_id: str | None = None
-    operation: Literal["create_item", "update_item", "delete_item", "list_items"]
+    operation: Literal["create_item", "update_item", "delete_item", "list_items", "list_sold_orders"] = Field(
+        description=(
+            "`list_sold_orders` is a sale check: it reads the member's sold orders "
+            "(`GET /api/v2/my_orders?type=sold&page=1&per_page=50`) or, in a second task when new orders "
+            "were found, each new order's transaction (`GET /api/v2/transactions/{id}`), which names the "
+            "items sold. Like every task, it is run once and its answers reported as received."
+        )
+    )
     requests: list[TaskRequest] = Field(
         description=(
             'Run in order. A body value `{"$ref": "responses[i].path.to.field"}` stands for that '

@@ -54,6 +54,11 @@ def vinted_member_key(vinted_user_id: str) -> str:
     return f"stoflow:ratelimit:{{vinted:m{vinted_user_id}}}"
 
 
+def vinted_sale_check_key(vinted_user_id: str) -> str:
+    """Name the Redis key logging the slots the member's sale checks took (its share of the budget)."""
+    return f"stoflow:ratelimit:{{vinted:m{vinted_user_id}}}:sale-checks"
+
+
 # KEYS[1] a member's log; ARGV: window in microseconds, then (score, member) pairs. When the key is missing
 # (Redis flushed, restarted without persistence, or never used), it is rebuilt from those entries: the
 # requests PostgreSQL knows were released in the last window. An existing key is left alone.
@@ -147,6 +152,49 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
 return {1, used + slots, now, 0}
 """
 
+# A Vinted sale check's slots, decided in one step with the member's whole budget.
+# KEYS[1] the member's log, KEYS[2] the log of its sale checks' slots (same hash tag). ARGV: limit, window
+# in microseconds, slots wanted, share (most slots the checks may hold in a window), reserve (slots the
+# member's waiting publish/update/delist jobs need). Granted only when the checks stay within their share
+# AND, after them, the window still has `reserve` slots free: a check never takes a slot a waiting
+# publication needs. Returns {granted, used, now, available_at} like ACQUIRE_SCRIPT; a refusal's
+# available_at is when the share frees, or when enough of the member's slots will have left the window
+# (a whole window from now when the reserve alone fills it).
+SALE_CHECK_ACQUIRE_SCRIPT = """
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local slots = tonumber(ARGV[3])
+local share = tonumber(ARGV[4])
+local reserve = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+local used = redis.call('ZCARD', KEYS[1])
+local checks = redis.call('ZCARD', KEYS[2])
+if checks + slots > share then
+  local nth = checks + slots - share
+  local entry = redis.call('ZRANGE', KEYS[2], nth - 1, nth - 1, 'WITHSCORES')
+  return {0, used, now, tonumber(entry[2]) + window}
+end
+if used + slots + reserve > limit then
+  local nth = used + slots + reserve - limit
+  if nth > used then nth = used end
+  if nth < 1 then return {0, used, now, now + window} end
+  local entry = redis.call('ZRANGE', KEYS[1], nth - 1, nth - 1, 'WITHSCORES')
+  return {0, used, now, tonumber(entry[2]) + window}
+end
+local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2])) .. '#'
+for k = 1, 2 do
+  local same = redis.call('ZCOUNT', KEYS[k], now, now)
+  for i = 1, slots do
+    redis.call('ZADD', KEYS[k], now, stamp .. (same + i))
+  end
+  redis.call('PEXPIRE', KEYS[k], math.ceil(window / 1000))
+end
+return {1, used + slots, now, 0}
+"""
+
 
 @dataclass(frozen=True)
 class Reservation:
@@ -174,6 +222,7 @@ class SlidingWindowLimiter:
         self.limit = limit
         self.window_seconds = window_seconds
         self._acquire = redis.register_script(ACQUIRE_SCRIPT)
+        self._acquire_check = redis.register_script(SALE_CHECK_ACQUIRE_SCRIPT)
 
     async def acquire(self, key: str, slots: int) -> Reservation:
         """Take `slots` slots of `key` now, all or none.
@@ -187,6 +236,31 @@ class SlidingWindowLimiter:
             int(value)
             for value in await self._acquire(
                 keys=[key], args=[self.limit, self.window_seconds * MICROSECONDS, slots]
+            )
+        )
+        return Reservation(
+            granted=bool(granted),
+            used=used,
+            remaining=max(self.limit - used, 0),
+            available_at=None if granted else from_redis_micros(available_at),
+            decided_at=from_redis_micros(now),
+        )
+
+    async def acquire_within_share(
+        self, key: str, share_key: str, slots: int, *, share: int, reserve: int
+    ) -> Reservation:
+        """Take `slots` slots of `key` for a sale check, all or none (see SALE_CHECK_ACQUIRE_SCRIPT).
+
+        `share_key` logs the checks' own slots: at most `share` in any window. `reserve` slots must stay
+        free after this grant for the member's waiting publications.
+        """
+        if not 1 <= slots <= min(share, self.limit):
+            raise ValueError(f"slots must be between 1 and the share ({share}), got {slots}")
+        granted, used, now, available_at = (
+            int(value)
+            for value in await self._acquire_check(
+                keys=[key, share_key],
+                args=[self.limit, self.window_seconds * MICROSECONDS, slots, share, max(reserve, 0)],
             )
         )
         return Reservation(

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     #: Each eBay/Etsy check looks this far back before the previous one (orders modified late, clock skew).
     sale_check_overlap_seconds: int = Field(600, ge=0)
     #: Calls per application per UTC day the sale checks may spend, shared by every tenant.
+    #: Vinted: how many of the member's `VINTED_RATE_LIMIT` requests per window its sale checks may spend
+    #: (a check is one request, two when it found new orders); checks are paced at
+    #: max(SALE_CHECK_INTERVAL_SECONDS, window / share). 0: no Vinted sale check. At most the rate limit.
+    vinted_sale_check_share: int = Field(10, ge=0)
     ebay_sale_check_daily_budget: int = Field(20000, ge=1)
     etsy_sale_check_daily_budget: int = Field(5000, ge=1)
     #: eBay's endpoint-validation token (32..80 characters) and the endpoint URL eBay was given.
@@ -139,6 +143,15 @@ class Settings(BaseSettings):
 
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
+
+    @model_validator(mode="after")
+    def _sale_check_share_within_the_limit(self) -> Settings:
+        if self.vinted_sale_check_share > self.vinted_rate_limit:
+            raise ValueError(
+                f"VINTED_SALE_CHECK_SHARE ({self.vinted_sale_check_share}) must not exceed "
+                f"VINTED_RATE_LIMIT ({self.vinted_rate_limit}): the checks share the member's budget"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:

@@ -37,7 +37,9 @@ import { LoggedOut, call, logIn, logOut } from "./stoflow.js";
  * @property {string} id
  * @property {string} job_id
  * @property {number} vinted_account_id
- * @property {string} operation
+ * @property {string} operation  `create_item`, `update_item`, `delete_item`, `list_items` (wardrobe pages)
+ *   or `list_sold_orders` (a sale check: the sold orders, then the new orders' transactions); every kind
+ *   is run the same way, request by request, and its answers reported as received
  * @property {import("./protocol.js").TaskRequest[]} requests
  * @property {string} lease_id
  */

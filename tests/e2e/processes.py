@@ -289,6 +289,8 @@ class PlatformProcesses:
                 "LOG_FORMAT": "json",
                 "LOG_LEVEL": "INFO",
                 "PYTHONUNBUFFERED": "1",
+                # No Vinted sale check unless a test asks for one: it would spend the members' budgets.
+                "VINTED_SALE_CHECK_SHARE": "0",
             }
         )
         env.update(extra_env or {})

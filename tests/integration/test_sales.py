@@ -177,7 +177,7 @@ async def test_a_sale_with_stock_left_updates_the_other_listings_with_the_new_qu
     recorded = await _sell(database, migrated, tenant_id, "etsy", _external_id(product, "etsy"), "R-1")
     assert recorded is not None
     [update] = recorded.jobs
-    assert (update.platform, update.action, update.payload["quantity"]) == ("ebay", "update", 1)
+    assert (update.platform, update.action) == ("ebay", "update")
     assert (await wait_for_job(client, headers, str(update.id)))["status"] == "succeeded"
     after = (await client.get(f"/api/products/{product['id']}", headers=headers)).json()
     assert after["status"] == "published" and after["stock_quantity"] == 1
@@ -186,6 +186,42 @@ async def test_a_sale_with_stock_left_updates_the_other_listings_with_the_new_qu
     assert [(o["platform"], o["action"], o["status"]) for o in sale["outcomes"]] == [
         ("ebay", "update", "succeeded")
     ]
+
+
+async def test_a_sale_with_stock_left_joins_the_update_an_edit_already_queued(
+    client: httpx.AsyncClient, migrated: Settings, database: Database, pipelines: None
+) -> None:
+    """Sales go through the edit path: one update per platform carries both the edit and the new stock."""
+    headers, tenant_id = await _tenant(client)
+    product = await _live_product(client, headers, stock=3)
+    edited = await client.patch(
+        f"/api/products/{product['id']}",
+        json={"title": "Levi's 501 vintage jeans W32"},
+        headers={**headers, "If-Match": f'"{product["version"]}"'},
+    )
+    assert edited.status_code == 200, edited.text
+    queued = (
+        await client.get(
+            "/api/jobs", params={"product_id": product["id"], "action": "update"}, headers=headers
+        )
+    ).json()["items"]
+    ebay_update = next(job["id"] for job in queued if job["platform"] == "ebay")
+
+    recorded = await _sell(database, migrated, tenant_id, "etsy", _external_id(product, "etsy"), "R-2")
+
+    assert recorded is not None and recorded.created
+    assert [(str(job.id), job.platform) for job in recorded.jobs] == [(ebay_update, "ebay")]
+    assert (await wait_for_job(client, headers, ebay_update, timeout=40))["status"] == "succeeded"
+    updates = (
+        await client.get(
+            "/api/jobs",
+            params={"product_id": product["id"], "action": "update", "platform": "ebay"},
+            headers=headers,
+        )
+    ).json()["items"]
+    assert [job["id"] for job in updates] == [ebay_update], "one eBay update for the edit and the sale"
+    after = (await client.get(f"/api/products/{product['id']}", headers=headers)).json()
+    assert after["stock_quantity"] == 2 and after["title"] == "Levi's 501 vintage jeans W32"
 
 
 async def test_the_user_marking_a_product_sold_is_a_sale_with_every_listing_delisted(

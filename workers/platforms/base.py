@@ -70,6 +70,8 @@ class ListingOutcome:
     #: An import read every live listing of the account in one consistent pass: a live listing of ours
     #: that is not among them ended outside Stoflow.
     imported_whole: bool = False
+    #: A sale check: the order lines it read, recorded as sales when the job finishes (same transaction).
+    sales: tuple[OrderLine, ...] | None = None
 
 
 class PlatformAdapter(Protocol):
@@ -84,6 +86,12 @@ class ListingImporter(Protocol):
     """An adapter that reads the account's existing listings (`import` jobs)."""
 
     async def import_listings(self, job: JobInput) -> ListingOutcome: ...
+
+
+class SaleCheckRunner(Protocol):
+    """The Vinted adapter: `check_sales` jobs (the member's sold orders, read through the plugin)."""
+
+    async def check_sales(self, job: JobInput) -> ListingOutcome: ...
 
 
 class DescriptionGenerator(Protocol):

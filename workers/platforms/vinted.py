@@ -19,8 +19,15 @@ import structlog
 from sqlalchemy import text
 
 from domain.jobs import USER_MESSAGES, JobErrorCode
-from domain.mapping.vinted import map_to_vinted_item, vinted_listing_from
-from ops.adapters.rate_limit import SlidingWindowLimiter, seed_if_missing, vinted_member_key
+from domain.mapping.common import truncate_title
+from domain.mapping.vinted import TITLE_MAX, map_to_vinted_item, vinted_listing_from
+from domain.sales import same_title, vinted_sold_orders, vinted_transaction_lines
+from ops.adapters.rate_limit import (
+    SlidingWindowLimiter,
+    seed_if_missing,
+    vinted_member_key,
+    vinted_sale_check_key,
+)
 from persistence import plugin_tasks, queue
 from persistence.tenancy import tenant_transaction
 from workers.errors import LeaseLost, PermanentPlatformError, RateLimited, TransientPlatformError
@@ -42,6 +49,10 @@ WARDROBE_PAGE_SIZE = 96
 WARDROBE_PAGES_PER_TASK = 4
 #: Placeholder photo ids: replaced by references to the upload responses before the task is written.
 _PLACEHOLDER = 10**12
+#: A sale check reads the member's newest sold orders: one request, one slot of the checks' share.
+SOLD_ORDERS_PATH = "/api/v2/my_orders?type=sold&page=1&per_page=50"
+#: New orders whose transaction one check reads (one request each, within the checks' share).
+TRANSACTIONS_PER_CHECK = 5
 
 
 class VintedAdapter:
@@ -147,6 +158,104 @@ class VintedAdapter:
         log.info("vinted_wardrobe_read", pages=len(pages), listings=len(found), whole=whole)
         return ListingOutcome(external_id=None, url=None, imported=tuple(found), imported_whole=whole)
 
+    async def check_sales(self, job: JobInput) -> ListingOutcome:
+        """A sale check of the member through the plugin, within the checks' share of its budget.
+
+        First task: the newest sold orders (`my_orders`, one request). Orders that are neither recorded
+        as sales nor looked at by an earlier check, and whose title is one we list, are read in a second
+        task (`transactions/{id}`, one request each): the transaction names the items sold. The runner
+        records what was sold when the job finishes, in the same transaction.
+        """
+        phase = str(job.progress.get("phase") or "orders")
+        if job.progress.get("task_id"):
+            result = await self._reported_result(job)
+            if result is None:
+                raise TransientPlatformError("The plugin has not reported the sale check yet.")
+            if result.get("status") != "success":
+                await self._conclude(job, result, creating=False)  # raises: retried or failed
+            bodies: list[dict[str, Any]] = [
+                response["body"]
+                for response in result.get("responses") or []
+                if isinstance(response, dict) and isinstance(response.get("body"), dict)
+            ]
+            if phase == "transactions":
+                lines = tuple(line for body in bodies for line in vinted_transaction_lines(body))
+                seen = [str(value) for value in job.progress.get("seen", [])]
+                log.info("vinted_sale_check_read", transactions=len(bodies), lines=len(lines))
+                return ListingOutcome(None, None, result={"seen": seen}, sales=lines)
+            orders = vinted_sold_orders(bodies[-1]) if bodies else []
+            to_read, seen = await self._orders_to_read(job, orders)
+            if not to_read:
+                return ListingOutcome(None, None, result={"seen": seen}, sales=())
+            await job.save_progress(
+                {"task_id": None, "phase": "transactions", "transactions": to_read, "seen": seen}
+            )
+            phase = "transactions"
+        if phase == "transactions":
+            wanted = [str(value) for value in job.progress.get("transactions", [])]
+            requests = [
+                {"method": "GET", "path": f"/api/v2/transactions/{transaction}", "body": None}
+                for transaction in wanted
+            ]
+        else:
+            requests = [{"method": "GET", "path": SOLD_ORDERS_PATH, "body": None}]
+        return await self._release(job, plugin_tasks.SALE_CHECK_OPERATION, requests, sale_check=True)
+
+    async def _orders_to_read(self, job: JobInput, orders: list[Any]) -> tuple[list[str], list[str]]:
+        """(transactions to read now, transactions this check saw): the orders not yet recorded nor read
+        by an earlier check whose title is one of ours; at most TRANSACTIONS_PER_CHECK, within the share."""
+        app = self._app
+        account_id = job.payload.get("vinted_account_id")
+        ids = [order.transaction_id for order in orders]
+        async with tenant_transaction(
+            app.db.session_factory, app.settings.tenant_schema_prefix, job.tenant_id
+        ) as session:
+            recorded = {
+                str(row[0])
+                for row in await session.execute(
+                    text(
+                        "SELECT split_part(order_id, '/', 1) FROM sales WHERE platform = 'vinted' "
+                        "AND split_part(order_id, '/', 1) = ANY(:ids)"
+                    ),
+                    {"ids": ids},
+                )
+            }
+            earlier = await session.scalar(
+                text(
+                    "SELECT result -> 'seen' FROM plugin_queue WHERE platform = 'vinted' "
+                    "AND action = 'check_sales' AND status = 'succeeded' "
+                    "AND (payload ->> 'vinted_account_id')::bigint = :account "
+                    "ORDER BY updated_at DESC LIMIT 1"
+                ),
+                {"account": account_id},
+            )
+            titles = [
+                truncate_title(str(row[0]), TITLE_MAX)
+                for row in await session.execute(
+                    text(
+                        "SELECT p.title FROM platform_listings AS l "
+                        "JOIN products AS p ON p.id = l.product_id "
+                        "WHERE l.platform = 'vinted' AND l.status IN ('live', 'pending') "
+                        "AND l.vinted_account_id = :account"
+                    ),
+                    {"account": account_id},
+                )
+            ]
+        looked_at = {str(value) for value in earlier} if isinstance(earlier, list) else set()
+        ours = [
+            order.transaction_id
+            for order in orders
+            if order.transaction_id not in recorded
+            and order.transaction_id not in looked_at
+            and any(same_title(order.title, title) for title in titles)
+        ]
+        share = max(self._app.settings.vinted_sale_check_share - 1, 1)
+        to_read = ours[: min(TRANSACTIONS_PER_CHECK, share)]
+        # What this check saw: every order it read whose outcome is settled (recorded, not ours, or read
+        # now); an order left for a later check (past the cap) is not marked seen.
+        seen = [order.transaction_id for order in orders if order.transaction_id not in ours[len(to_read) :]]
+        return to_read, seen
+
     async def _wardrobe_pages(self, job: JobInput, task_ids: list[str]) -> dict[int, dict[str, Any]]:
         """The wardrobe pages the plugin read for this job so far, by page number."""
         app = self._app
@@ -189,8 +298,19 @@ class VintedAdapter:
             )
         return None
 
-    async def _release(self, job: JobInput, operation: str, requests: list[dict[str, Any]]) -> ListingOutcome:
-        """Take a slot per request of the member's budget, then write the task and park the job together."""
+    async def _release(
+        self,
+        job: JobInput,
+        operation: str,
+        requests: list[dict[str, Any]],
+        *,
+        sale_check: bool = False,
+    ) -> ListingOutcome:
+        """Take a slot per request of the member's budget, then write the task and park the job together.
+
+        A sale check takes its slots within the checks' share, and only while the member's waiting
+        publish/update/delist jobs still fit in the window after it (one atomic decision in Redis).
+        """
         account_id = job.payload.get("vinted_account_id")
         if not isinstance(account_id, int):
             raise PermanentPlatformError("platform_not_connected", "The job names no Vinted account.")
@@ -208,10 +328,22 @@ class VintedAdapter:
                     JobErrorCode.NOT_CONNECTED, "The Vinted account was disconnected."
                 )
             releases = await plugin_tasks.member_releases(session, str(member), window)
+            if sale_check:
+                check_releases = await plugin_tasks.member_releases(
+                    session, str(member), window, sale_checks_only=True
+                )
+                reserve = await plugin_tasks.waiting_publication_slots(session, str(member))
         key = vinted_member_key(str(member))
         # Redis may have lost the member's log (flush, restart): rebuild it from PostgreSQL first.
         await seed_if_missing(app.redis, key, releases, window_seconds=window)
-        reservation = await self._limiter.acquire(key, len(requests))
+        if sale_check:
+            share_key = vinted_sale_check_key(str(member))
+            await seed_if_missing(app.redis, share_key, check_releases, window_seconds=window)
+            reservation = await self._limiter.acquire_within_share(
+                key, share_key, len(requests), share=app.settings.vinted_sale_check_share, reserve=reserve
+            )
+        else:
+            reservation = await self._limiter.acquire(key, len(requests))
         if not reservation.granted:
             assert reservation.available_at is not None
             raise RateLimited(

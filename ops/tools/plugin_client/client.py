@@ -108,6 +108,8 @@ class Task:
     job_id: str
     vinted_account_id: int
     vinted_user_id: str | None
+    #: `create_item`, `update_item`, `delete_item`, `list_items` (wardrobe pages) or `list_sold_orders` (a
+    #: sale check: the sold orders, then the new orders' transactions). Every kind runs the same way.
     operation: str
     requests: list[dict[str, Any]]
     lease_id: str

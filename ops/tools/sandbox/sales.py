@@ -281,8 +281,14 @@ async def buy_on_vinted(body: VintedSaleRequest, request: Request) -> JsonDict |
         now = state.clock.now()
         sale = {
             "transaction_id": state.new_id(900_000_000),
+            "conversation_id": state.new_id(1_900_000_000),
             "item_id": item.item_id,
             "seller_id": item.user_id,
+            "buyer_id": state.new_id(700_000_000),
+            "title": item.fields.get("title", ""),
+            "price": item.fields.get("price"),
+            "currency": item.fields.get("currency") or "EUR",
+            "photo_id": next(iter(item.fields.get("photo_ids") or []), None),
             "status": "paid",
             "created_at_ts": int(now),
             "updated_at_ts": int(now),
@@ -389,25 +395,115 @@ async def get_shop_receipt(shop_id: int, receipt_id: int, request: Request, user
     raise etsy.EtsyApiError(404, f"Receipt {receipt_id} not found.")
 
 
+#: What Vinted's order list says of a paid order the seller has still to ship (its words, in French).
+_VINTED_SOLD_STATUS = "Commande payée : envoie le colis"
+
+
+def _vinted_amount(sale: JsonDict) -> JsonDict:
+    price = sale.get("price")
+    amount = f"{float(price):.1f}" if isinstance(price, int | float) else "0.0"
+    return {"amount": amount, "currency_code": sale.get("currency") or "EUR"}
+
+
+def _vinted_date(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def vinted_order_view(state: SandboxState, sale: JsonDict) -> JsonDict:
+    """One entry of `my_orders` as Vinted lists it: the transaction, not the item it sold."""
+    photo = state.vinted.photos.get(sale["photo_id"]) if sale.get("photo_id") is not None else None
+    return {
+        "transaction_id": sale["transaction_id"],
+        "conversation_id": sale["conversation_id"],
+        "title": sale["title"],
+        "price": _vinted_amount(sale),
+        "status": _VINTED_SOLD_STATUS,
+        "transaction_user_status": "needs_action",
+        "date": _vinted_date(sale["created_at_ts"]),
+        "photo": (
+            {"id": photo.get("id"), "url": photo.get("url"), "dominant_color": "#B5B3AE"}
+            if isinstance(photo, dict)
+            else None
+        ),
+    }
+
+
 @router.get("/api/v2/my_orders")
 async def vinted_sold_orders(
     request: Request,
     user_id: Annotated[int, Depends(vinted.current_member)],
     type: Annotated[Literal["sold", "purchased"], Query()] = "sold",
+    status: Annotated[Literal["all", "in_progress", "completed", "canceled"], Query()] = "all",
     page: Annotated[int, Query(ge=1)] = 1,
     per_page: Annotated[int, Query(ge=1, le=vinted.PER_PAGE_MAX)] = 20,
 ) -> JsonDict:
-    """The member's sold orders, newest first (what the plugin's sale-check task reads)."""
+    """The member's orders, newest first (what the plugin's sale-check task reads): `my_orders` entries
+    name the transaction, its title, price, status and photo; `pagination` as Vinted pages lists."""
     state = state_of(request)
     async with state.lock:
-        orders = (
-            [sale for sale in reversed(state.orders.vinted_sales) if sale["seller_id"] == user_id]
-            if type == "sold"
-            else []
-        )
+        sales = [
+            sale
+            for sale in reversed(state.orders.vinted_sales)
+            if (sale["seller_id"] if type == "sold" else sale["buyer_id"]) == user_id
+            and status in ("all", "in_progress")
+        ]
+        orders = [vinted_order_view(state, sale) for sale in sales]
     start = (page - 1) * per_page
     total_pages = max((len(orders) + per_page - 1) // per_page, 1)
     return {
         "my_orders": orders[start : start + per_page],
-        "pagination": {"current_page": page, "total_pages": total_pages, "total_entries": len(orders)},
+        "pagination": {
+            "current_page": page,
+            "total_pages": total_pages,
+            "total_entries": len(orders),
+            "per_page": per_page,
+        },
+        "code": 0,
+    }
+
+
+@router.get("/api/v2/transactions/{transaction_id}", response_model=None)
+async def vinted_transaction(
+    transaction_id: int, request: Request, user_id: Annotated[int, Depends(vinted.current_member)]
+) -> JsonDict:
+    """One transaction as its seller or buyer sees it: the order's items (ids, titles, prices)."""
+    state = state_of(request)
+    async with state.lock:
+        sale = next(
+            (
+                sale
+                for sale in state.orders.vinted_sales
+                if sale["transaction_id"] == transaction_id
+                and user_id in (sale["seller_id"], sale["buyer_id"])
+            ),
+            None,
+        )
+        if sale is None:
+            raise vinted.VintedApiError(404, 404, "Not found", "not_found")
+        item = state.vinted.items.get(sale["item_id"])
+        item_view = vinted.item_view(state, item) if item is not None else {"id": sale["item_id"]}
+    price = _vinted_amount(sale)
+    return {
+        "transaction": {
+            "id": sale["transaction_id"],
+            "status": 230,
+            "status_title": _VINTED_SOLD_STATUS,
+            "msg_thread_id": sale["conversation_id"],
+            "item_id": sale["item_id"],
+            "seller": {"id": sale["seller_id"]},
+            "buyer": {"id": sale["buyer_id"]},
+            "offer": {"price": price},
+            "order": {
+                "items": [
+                    {
+                        "id": sale["item_id"],
+                        "title": item_view.get("title", sale["title"]),
+                        "price": price,
+                        "photos": item_view.get("photos", []),
+                    }
+                ]
+            },
+            "status_updated_at": _vinted_date(sale["updated_at_ts"]),
+        },
+        "code": 0,
     }
