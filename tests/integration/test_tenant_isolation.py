@@ -136,6 +136,7 @@ async def test_tenant_scope_ends_with_the_transaction_on_the_same_connection(mig
             assert await session.scalar(text("SHOW search_path")) == DEFAULT_SEARCH_PATH
     finally:
         await database.dispose()
+        await _forget_tenant(migrated, tenant_id, schema)
 
 
 async def test_the_workers_raw_tenant_connection_commits_or_leaves_nothing_behind(migrated: Settings) -> None:
@@ -170,6 +171,15 @@ async def test_the_workers_raw_tenant_connection_commits_or_leaves_nothing_behin
         assert marks == ["kept"]
     finally:
         await database.dispose()
+        await _forget_tenant(migrated, tenant_id, schema)
+
+
+async def _forget_tenant(settings: Settings, tenant_id: int, schema: str) -> None:
+    """Drop a hand-made tenant (its schema holds none of the tenant tables), so that tests reading every
+    tenant afterwards (the operator console) meet only real tenants."""
+    async with pg_connection(settings) as connection:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await connection.execute("DELETE FROM public.tenants WHERE id = $1", tenant_id)
 
 
 @pytest.mark.parametrize("bad_id", [0, -3, "7", "1; DROP SCHEMA public", True, 1.0, None])
