@@ -1233,7 +1233,8 @@ B_NOT_RUN = """### (b)
 #: Hand-written, kept with the code that prints the figures: what limits each one and what changed.
 NOTES = """### Before and after (issue 8, must-show 4, second pass), the same bench in both runs
 - Before: main at 85817d4 (its own copy of the tree, this bench), 2026-12-03 08:36-08:40 UTC, 1-minute
-  load 2.6-5.7. After: branch perf-8 (the figures above), 08:40-08:44 UTC, load 2.6-3.5. An earlier pair
+  load 2.6-5.7. After: branch perf-8 (the table's after
+  column; the figures above are the third pass's), 08:40-08:44 UTC, load 2.6-3.5. An earlier pair
   at load 5-10 (this branch's whole test tier running alongside; before 07:54, after 08:01): (a) 0.13
   (0.10-0.16) → 0.19 (0.13-0.32), api 8.24 → 5.57 ms per command; (b) 0.23 (0.20-0.30) → 0.39
   (0.33-0.44), worker 7.77 → 4.76 ms per job against bare ARQ's 1.89 and 1.92 ms.
@@ -1301,12 +1302,25 @@ NOTES = """### Before and after (issue 8, must-show 4, second pass), the same be
   line at DEBUG (the history row records it), uvloop in the worker process (cheaper socket writes from
   Python; the bare baseline would get it too), and the claim of the next job batched with the landing
   of the last one (one round trip per job).
-- `job_skipped` 5 and 8 times in the two after runs (0 before, 0 in `--quick` runs): a run handed to ARQ
-  twice whose second copy found the row already claimed or finished, which the claim's run guard turns into a
-  no-op (no second history row, no second landing). Not investigated further in this pass; the likely
-  path is the dispatcher's re-hand of `queued` rows past its stale limit (the 1,500-row backlogs wait
-  for the worker's restart) racing the faster drain: ARQ no longer holds a finished run's key
-  (`keep_result=0`) when the sweep looks.
+- `job_skipped` (5 and 8 times in the second pass's after runs, 0 in this run): found and stopped in the
+  third pass (branch perf-8b, 2026-12-03 09:08-09:12 UTC, load 2.0-5.0, median 3.7: the figures at
+  the top). The churn was real: the bench's 1,500 rows wait `queued` past the dispatcher's stale limit
+  (10 s) for the worker's restart, so every sweep during the drain read them as due, then asked ARQ
+  which runs it still held. A run a worker claimed and finished between the sweep's read and that
+  question is gone from ARQ too (`keep_result=0`), so it was handed again and its second copy was
+  skipped by the claim's run guard (no second history row or landing: harmless, but a Redis enqueue, a
+  claim round trip and a log line each, up to 500 per sweep on a bigger backlog). A swept hand-off
+  now looks its rows up again after asking ARQ (`queue.still_due`, one statement per swept tenant,
+  not per job) and hands only runs whose row still waits at that run: ARQ holds a run's key from
+  enqueue until the run finishes and the claim bumps `runs`, so a run missing from ARQ whose row still
+  waits really was lost. Test: `test_a_sweep_does_not_hand_again_a_run_that_finished_while_it_looked`
+  (red before the change). The notify path (a fresh hand-off) is unchanged.
+- Third pass against the second (same bench, median load 3.1 then 3.7): (a) 0.20 (0.18-0.24) → 0.19
+  (0.13-0.20), api 4.89 → 4.87 ms per command (nothing changed on (a)); (b) 0.30 (0.22-0.32) → 0.25
+  (0.20-0.42), worker 4.17 → 3.97 ms per job, postgres 1.15 → 0.93 ms (the skipped copies no longer
+  cost a claim). The bare baselines moved 333-1164 per round in this run: the (b) ratio's change is
+  inside the noise; CPU per job is the steadier figure. No other lever of the list above was taken in
+  this short pass (no profile taken in it; the second pass's profiles stand).
 - Noise: the bare baselines moved 160-772 per round across these runs (other engineers' suites on the same
   2 cores); read the medians and ranges, not one round.
 """

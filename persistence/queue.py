@@ -817,6 +817,31 @@ async def due_handoffs(session: AsyncSession, tenant_id: int, stale_after: timed
     return [Handoff(tenant_id, row[0], row[1], int(row[2]) + 1) for row in rows]
 
 
+async def still_due(session: AsyncSession, handoffs: list[Handoff]) -> set[Handoff]:
+    """The hand-offs whose row still waits for that run (not claimed, finished or moved on meanwhile).
+
+    The sweep reads its due rows, then asks ARQ which runs it still holds: a run a worker claimed and
+    finished in between is gone from ARQ too (no result kept), and without this look it would be handed
+    to ARQ again only for its claim to find the row taken (`job_skipped`).
+    """
+    if not handoffs:
+        return set()
+    rows = await session.execute(
+        text(
+            "SELECT q.id FROM plugin_queue AS q "
+            "JOIN unnest(CAST(:ids AS uuid[]), CAST(:previous AS int[])) AS due(id, previous) "
+            "ON q.id = due.id AND q.runs = due.previous "
+            "WHERE q.status IN ('pending', 'rate_limited', 'queued')"
+        ),
+        {
+            "ids": [handoff.job_id for handoff in handoffs],
+            "previous": [handoff.run - 1 for handoff in handoffs],
+        },
+    )
+    waiting = {row[0] for row in rows}
+    return {handoff for handoff in handoffs if handoff.job_id in waiting}
+
+
 async def mark_handed_off(session: AsyncSession, handoffs: list[Handoff]) -> None:
     """Rows whose run ARQ now holds become (or stay) queued, stamped with the hand-off time."""
     if not handoffs:

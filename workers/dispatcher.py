@@ -71,13 +71,29 @@ class Dispatcher:
         """Give one run of a row to its platform queue, then mark the row queued."""
         return bool(await self._hand_off_many(handoff.tenant_id, [handoff]))
 
-    async def _hand_off_many(self, tenant_id: int, handoffs: list[queue.Handoff]) -> int:
-        """Give runs to ARQ (skipping runs ARQ still holds), then mark them queued in one statement."""
+    async def _hand_off_many(
+        self, tenant_id: int, handoffs: list[queue.Handoff], *, swept: bool = False
+    ) -> int:
+        """Give runs to ARQ (skipping runs ARQ still holds), then mark them queued in one statement.
+
+        `swept`: the rows were read by a sweep, so some may have been claimed and finished since (ARQ
+        then no longer holds them either); those are looked up again after asking ARQ and left alone.
+        """
         if not handoffs:
             return 0
         try:
             arq = await self._arq_pool()
-            held = await self._held_by_arq(arq, handoffs)
+            held = await self._held_by_arq(arq, handoffs, swept=swept)
+            if swept:
+                candidates = [handoff for handoff in handoffs if handoff not in held]
+                async with tenant_transaction(
+                    self.db.session_factory, self.settings.tenant_schema_prefix, tenant_id
+                ) as session:
+                    waiting = await queue.still_due(session, candidates)
+                moved_on = [handoff for handoff in candidates if handoff not in waiting]
+                if moved_on:
+                    log.debug("handoff_moved_on", tenant_id=tenant_id, count=len(moved_on))
+                    held = held | set(moved_on)
             for handoff in handoffs:
                 if handoff in held:
                     continue
@@ -100,9 +116,11 @@ class Dispatcher:
         return len(handoffs) - len(held)
 
     @staticmethod
-    async def _held_by_arq(arq: ArqRedis, handoffs: list[queue.Handoff]) -> set[queue.Handoff]:
+    async def _held_by_arq(
+        arq: ArqRedis, handoffs: list[queue.Handoff], *, swept: bool = False
+    ) -> set[queue.Handoff]:
         """The runs ARQ still has queued (one pipelined EXISTS per run)."""
-        if len(handoffs) == 1:
+        if len(handoffs) == 1 and not swept:
             return set()  # a fresh hand-off: ARQ's own job-id check drops a duplicate anyway
         async with arq.pipeline(transaction=False) as pipe:
             for handoff in handoffs:
@@ -184,7 +202,7 @@ class Dispatcher:
                 await metrics_store.record_failures(
                     await self._arq_pool(), Platform.VINTED.value, len(expired)
                 )
-        handed = await self._hand_off_many(tenant_id, due)
+        handed = await self._hand_off_many(tenant_id, due, swept=True)
         async with tenant_transaction(self.db.session_factory, prefix, tenant_id) as session:
             next_due = await queue.next_due_at(
                 session, STALE_HANDOFF, timedelta(seconds=self.settings.plugin_task_max_age)

@@ -107,3 +107,31 @@ async def test_sweep_forgets_tenants_without_work(client: httpx.AsyncClient, mig
     assert {line["event"] for line in job_lines} >= {"job_started", "job_succeeded"}
     for line in job_lines:
         assert line["tenant_id"] == tenant_id and line["platform"] == "ebay", line
+
+
+async def test_a_sweep_does_not_hand_again_a_run_that_finished_while_it_looked(
+    client: httpx.AsyncClient, migrated: Settings
+) -> None:
+    # The sweep read the row as a stale `queued` one; by the time it asks ARQ, a worker has claimed and
+    # finished that run (ARQ keeps no result, so it no longer knows the run either).
+    headers = await _tenant_with_ebay(client)
+    product = await _product(client, headers)
+    tenant_id = (await client.get("/api/auth/me", headers=headers)).json()["tenant_id"]
+    job = (
+        await client.post(
+            f"/api/products/{product['id']}/publications", json={"platforms": ["ebay"]}, headers=headers
+        )
+    ).json()["jobs"][0]
+    async with running_pipeline(migrated, "ebay", FakeMarketplace()):
+        finished = await wait_for_job(client, headers, job["id"])
+    assert finished["status"] == "succeeded"
+    read_by_the_sweep = queue.Handoff(tenant_id, uuid.UUID(job["id"]), "ebay", 1)
+    dispatcher = Dispatcher(migrated)
+    try:
+        assert await dispatcher._hand_off_many(tenant_id, [read_by_the_sweep], swept=True) == 0
+    finally:
+        await dispatcher.close()
+    queued = [job_id for job_id in await _queued_arq_jobs(migrated, "ebay") if job_id.startswith(job["id"])]
+    assert queued == [], "a finished run is not handed to ARQ a second time"
+    history = (await client.get(f"/api/jobs/{job['id']}", headers=headers)).json()
+    assert history["status"] == "succeeded"
