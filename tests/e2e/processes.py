@@ -344,12 +344,18 @@ class PlatformProcesses:
         )
 
     def start_worker(
-        self, platform: str, concurrency: int = 4, *, wait: bool = True
+        self,
+        platform: str,
+        concurrency: int = 4,
+        *,
+        wait: bool = True,
+        extra_env: dict[str, str] | None = None,
     ) -> LogReadyProcessHandle:
         """One worker process of a platform pool; ready once it polls its queue."""
         argv = self._ops("worker", "--platform", platform, "--concurrency", str(concurrency))
         name, log = self._unique(f"worker-{platform}")
-        return self._ready(LogReadyProcessHandle(name, argv, dict(self.env), log, WORKER_READY), wait)
+        env = {**self.env, **(extra_env or {})}
+        return self._ready(LogReadyProcessHandle(name, argv, env, log, WORKER_READY), wait)
 
     def wait_all_ready(self) -> None:
         """Wait for every running child started with `wait=False` (they boot in parallel meanwhile)."""

@@ -46,7 +46,14 @@ def pools(platform_processes: PlatformProcesses) -> Pools:
     pools = Pools(
         platform_processes,
         platform_processes.start_dispatcher(wait=False),
-        [platform_processes.start_worker("ebay", concurrency=4, wait=False) for _ in range(2)],
+        # At DEBUG: the tests find the worker running a job by its `job_started` line (a DEBUG line since
+        # the hot path stopped paying for it at INFO).
+        [
+            platform_processes.start_worker(
+                "ebay", concurrency=4, wait=False, extra_env={"LOG_LEVEL": "DEBUG"}
+            )
+            for _ in range(2)
+        ],
         platform_processes.start_worker("etsy", concurrency=4, wait=False),
     )
     platform_processes.wait_all_ready()
