@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import structlog
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import idempotency
@@ -24,6 +25,8 @@ from gateway.services import GatewayServices
 from gateway.tokens import OPERATOR_ROLE, AccessClaims, InvalidToken
 from persistence.accounts import access_role
 from persistence.tenancy import scope_to_tenant, tenant_schema
+
+log = structlog.get_logger(__name__)
 
 _BEARER = {"WWW-Authenticate": "Bearer"}
 
@@ -184,23 +187,58 @@ class UnitOfWorkRoute(APIRoute):
             request.opaque = opaque
             await check_request_input(request)
             services: GatewayServices = request.app.state.services
-            async with services.db.session_factory() as session:
-                request.state.session = session
-                try:
-                    response = await _run_idempotent(request, services, session, handler)
-                    if response.status_code < 400:
-                        await session.commit()
-                    else:
-                        await session.rollback()
-                    return response
-                except BaseException:
-                    await session.rollback()
-                    raise
-                finally:
-                    # A replayed upload never reaches FastAPI's handler, which would close the parsed form.
-                    await request.close()
+            try:
+                for attempt in range(1, UNIT_OF_WORK_ATTEMPTS + 1):
+                    try:
+                        return await _one_transaction(request, services, handler)
+                    except DBAPIError as error:
+                        # A deadlock or serialization failure rolled the whole transaction back, so the
+                        # request can run again from the start; PostgreSQL picks one victim per cycle.
+                        if attempt == UNIT_OF_WORK_ATTEMPTS or not _is_retryable(error):
+                            raise
+                        log.info("unit_of_work_retried", attempt=attempt, sqlstate=_sqlstate(error))
+                raise AssertionError("unreachable")  # pragma: no cover
+            finally:
+                # A replayed upload never reaches FastAPI's handler, which would close the parsed form.
+                await request.close()
 
         return run_in_unit_of_work
+
+
+#: How many times a request runs when PostgreSQL aborts its transaction as a deadlock victim.
+UNIT_OF_WORK_ATTEMPTS = 3
+#: Deadlock detected, serialization failure: the transaction was rolled back whole and may be rerun.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def _is_retryable(error: DBAPIError) -> bool:
+    return _sqlstate(error) in _RETRYABLE_SQLSTATES
+
+
+async def _one_transaction(
+    request: StrictJsonRequest,
+    services: GatewayServices,
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Response:
+    async with services.db.session_factory() as session:
+        request.state.session = session
+        # A new transaction: whatever scoped the previous attempt's is gone with it.
+        request.state.scoped_tenant = None
+        try:
+            response = await _run_idempotent(request, services, session, handler)
+            if response.status_code < 400:
+                await session.commit()
+            else:
+                await session.rollback()
+            return response
+        except BaseException:
+            await session.rollback()
+            raise
 
 
 async def _run_idempotent(
