@@ -23,7 +23,7 @@ from sqlalchemy import text
 from ops.config.settings import Settings
 from persistence import plugin_tasks, queue
 from persistence.database import Database, connect_database
-from persistence.tenancy import tenant_transaction
+from persistence.tenancy import tenant_schema, tenant_transaction
 from tests.integration.test_plugin_queue import (
     _expire_lease,
     _vinted_product,
@@ -32,7 +32,7 @@ from tests.integration.test_plugin_queue import (
 )
 from tests.operator_support import operator_headers
 from tests.pipeline_support import running_pipeline, wait_for_job
-from tests.support import assert_problem
+from tests.support import assert_problem, pg_connection
 
 SUCCESS_BODIES = [
     {"http_status": 200, "body": {"id": 8_000_000_001}},
@@ -630,3 +630,37 @@ async def test_queued_runs_arq_still_holds_are_not_handed_again(
         assert await sweep_this_tenant() == 0, "runs ARQ still holds were handed again"
     finally:
         await dispatcher.close()
+
+
+async def test_a_sale_chosen_as_a_deadlock_victim_runs_again_instead_of_answering_500(
+    client: httpx.AsyncClient, migrated: Settings
+) -> None:
+    """A sale locks the product, then the product's unfinished jobs; a worker holds a job, then reads the
+    product. When PostgreSQL breaks that cycle by aborting the sale's transaction, the request runs again
+    (it answered 500 in CI before)."""
+    headers, tenant_id, _account = await _vinted_tenant(client)
+    product = await _vinted_product(client, headers)
+    job_id = await _publish(client, headers, product)
+    schema = tenant_schema(migrated.tenant_schema_prefix, tenant_id)
+    async with pg_connection(migrated) as worker_side:
+        async with worker_side.transaction():
+            # Slower to look for deadlocks than the request (1 s): PostgreSQL aborts the request's side.
+            await worker_side.execute("SET LOCAL deadlock_timeout = '10s'")
+            await worker_side.execute(
+                f'SELECT 1 FROM "{schema}".plugin_queue WHERE id = $1 FOR UPDATE', uuid.UUID(job_id)
+            )
+            sale = asyncio.create_task(
+                client.post(f"/api/products/{product['id']}/status", json={"status": "sold"}, headers=headers)
+            )
+            # The sale has updated the product and now waits for the job this side holds...
+            await asyncio.sleep(0.5)
+            assert not sale.done()
+            # ...which then waits for the product: a cycle, broken by aborting the sale's transaction.
+            await worker_side.execute(
+                f'SELECT 1 FROM "{schema}".products WHERE id = $1 FOR UPDATE', int(product["id"])
+            )
+        answer = await asyncio.wait_for(sale, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "sold"
+    job = (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
+    assert job["status"] == "cancelled", "the sale's second run cancelled the publish that never left"
