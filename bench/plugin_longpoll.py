@@ -245,6 +245,9 @@ class Probe:
                 tenant_id=self.tenant_id,
                 job_id=uuid.uuid4(),
                 vinted_account_id=1,
+                # A member of its own per delivery: this measures the long poll's wake-up, and the Vinted
+                # budget (40 per member per window) must never be what holds a task back here.
+                vinted_user_id=f"bench-longpoll-{self.tenant_id}-{self.samples}",
                 operation="create_item",
                 requests=REQUESTS,
             )
