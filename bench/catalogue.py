@@ -123,7 +123,7 @@ def _raw_sql(schema: str, scenario: Scenario) -> str:
 
 def _plan_summary(node: dict[str, Any]) -> str:
     """`Limit > Sort > Bitmap Heap Scan > BitmapOr(Bitmap Index Scan[ix_a], …)` from an EXPLAIN JSON plan."""
-    label = node["Node Type"]
+    label = str(node["Node Type"])
     if node.get("Index Name"):
         label += f"[{node['Index Name']}]"
     children = node.get("Plans") or []

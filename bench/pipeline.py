@@ -182,7 +182,7 @@ def serve_bare_worker(concurrency: int) -> None:
     from arq.connections import RedisSettings
     from arq.worker import Worker, func
 
-    async def startup(_ctx: dict[str, Any]) -> None:
+    async def startup(ctx: dict[str, Any]) -> None:  # ARQ calls the hook with ctx= by name
         print(json.dumps({"event": BARE_READY}), flush=True)
 
     async def run() -> None:
@@ -854,10 +854,15 @@ async def kill_recovery(bench: Bench) -> dict[str, Any]:
             lease_left = row["lease_expires_at"].timestamp() - time.time()
             killed = time.time()
             victim.kill()
+            runs_before = int(row["runs"])
+
+            def rerun_seen(r: Any, runs: int = runs_before) -> bool:
+                return bool(r["runs"] == runs + 1 and r["status"] in ("running", "succeeded"))
+
             rerun = await _wait_row(
                 bench,
                 job_id,
-                lambda r, runs=row["runs"]: r["runs"] == runs + 1 and r["status"] in ("running", "succeeded"),
+                rerun_seen,
                 60,
                 resolution=0.01,
             )
@@ -916,7 +921,7 @@ def _groups(**named: int | None) -> dict[str, Callable[[], list[int]]]:
     for name, pid in named.items():
         if name == "redis":
             continue
-        groups[name] = lambda pid=pid: [pid] if pid is not None else []
+        groups[name] = _pids_of_one(pid)
     groups["postgres"] = lambda: pids_named("postgres")
     if "redis" in named:
         groups["redis"] = lambda: pids_named("redis-server")
@@ -924,8 +929,14 @@ def _groups(**named: int | None) -> dict[str, Callable[[], list[int]]]:
     return groups
 
 
+def _pids_of_one(pid: int | None) -> Callable[[], list[int]]:
+    return lambda: [pid] if pid is not None else []
+
+
 def _pid_of(bench: Bench, name: str) -> int:
-    return next(handle.pid for handle in bench.platform.handles if handle.name == name and handle.running)
+    return int(
+        next(handle.pid for handle in bench.platform.handles if handle.name == name and handle.running)
+    )
 
 
 def _own_process(bench: Bench, kind: Any, name: str, args: list[str], env: dict[str, str], ready: str) -> Any:

@@ -34,7 +34,7 @@ CHECK_INTERVAL_SECONDS = 2
 VINTED_WINDOW_SECONDS = 60
 VINTED_CHECK_SHARE = 20
 #: Listable on eBay, Etsy (vintage) and Vinted.
-ATTRIBUTES = {
+ATTRIBUTES: dict[str, Any] = {
     "category": "women_dresses",
     "condition": "very_good",
     "brand": "zara",
