@@ -78,14 +78,16 @@ async def end_listings(
     """A sold, archived or deleted product: a delist for every other live listing (no double sale).
 
     Publishes still in flight are cancelled when nothing reached the marketplace, else delisted on landing.
+    The product's unfinished jobs are locked first, before anything this transaction writes to listings or
+    the tenant's work mark: a worker takes a job's row, then its listing and that mark, so taking them in
+    the other order made the two wait for each other (a deadlock PostgreSQL broke by aborting one side).
     """
-    jobs = [
+    await queue.product_gone(session, tenant_id, product_id)
+    return [
         await enqueue_delist(session, tenant_id, listing)
         for listing in await listings.listings_of(session, product_id)
         if listing.status == "live" and listing.platform != except_platform
     ]
-    await queue.product_gone(session, tenant_id, product_id)
-    return jobs
 
 
 async def _update_others(
@@ -165,17 +167,18 @@ async def record_sale(
     else:
         product.version = product.version + 1
         await session.flush()
-    if platform != USER_PLATFORM:
-        await session.execute(
-            update(PlatformListing)
-            .where(PlatformListing.product_id == product.id, PlatformListing.platform == platform)
-            .values(status="sold", last_synced_at=now, updated_at=now)
-        )
     jobs: list[QueueJob] = []
     if effect.sold_out:
         jobs = await end_listings(session, tenant_id, product.id, except_platform=platform)
     elif effect.took_stock:
         jobs = await _update_others(session, tenant_id, product, platform)
+    if platform != USER_PLATFORM:
+        # After the jobs (see `end_listings`): a worker landing a job on this listing holds the job first.
+        await session.execute(
+            update(PlatformListing)
+            .where(PlatformListing.product_id == product.id, PlatformListing.platform == platform)
+            .values(status="sold", last_synced_at=now, updated_at=now)
+        )
     return RecordedSale(sale=sale, created=True, jobs=jobs)
 
 

@@ -1,0 +1,137 @@
+"""A sale and a worker take the rows they share in one order: the product's jobs first, then its listings and
+the tenant's work mark. Taken the other way round, a sale and a worker rescheduling one of the product's jobs
+waited for each other until PostgreSQL aborted one of them (the gateway's retry hid it from the user, at the
+cost of a second run and a second's wait).
+
+Driven at the persistence level, where nothing retries: the worker's side is a plain connection doing what
+`persistence.queue` does when a run is put back to wait (lock the job, write it, mark the tenant's work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from domain.sales import SaleSource
+from ops.config.settings import Settings
+from persistence import sales
+from persistence.database import Database, connect_database
+from persistence.tenancy import tenant_schema, tenant_transaction
+from persistence.tenant_models import Product
+from tests.integration.test_job_lifecycle import _listing, _publish, _report, _take_task
+from tests.integration.test_plugin_queue import _vinted_product, _vinted_tenant
+from tests.pipeline_support import running_pipeline, wait_for_job
+from tests.support import pg_connection
+
+SUCCESS_BODIES = [
+    {"http_status": 200, "body": {"id": 8_000_000_001}},
+    {"http_status": 200, "body": {"item": {"id": 5_123_456_789}}},
+]
+
+
+@pytest.fixture
+async def plugin(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=40) as http:
+        yield http
+
+
+@pytest.fixture
+async def database(migrated: Settings) -> AsyncIterator[Database]:
+    db = connect_database(migrated.async_database_url, pool_size=2)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+async def _waiting_on_a_lock(watcher: asyncpg.Connection, exclude: int) -> bool:
+    waiting = await watcher.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> $1",
+        exclude,
+    )
+    return bool(waiting)
+
+
+async def test_a_sale_and_a_worker_rescheduling_the_products_update_do_not_deadlock(
+    client: httpx.AsyncClient, plugin: httpx.AsyncClient, migrated: Settings, database: Database
+) -> None:
+    headers, tenant_id, _account = await _vinted_tenant(client)
+    product = await _vinted_product(client, headers)
+    async with running_pipeline(migrated, "vinted", None):
+        publish = await _publish(client, headers, product)
+        task = await _take_task(plugin, headers, publish)
+        assert (await _report(plugin, headers, task, "success", SUCCESS_BODIES)).status_code == 200
+        assert (await wait_for_job(client, headers, publish))["status"] == "succeeded"
+    listing = await _listing(client, headers, product["id"])
+    assert listing is not None and listing["status"] == "live"
+    # An edit gives the live listing an update job; no worker runs from here on but the side below.
+    edited = await client.patch(
+        f"/api/products/{product['id']}", json={"title": "Robe Zara fleurie, taille S"}, headers=headers
+    )
+    assert edited.status_code == 200, edited.text
+    jobs = (await client.get("/api/jobs", params={"product_id": product["id"]}, headers=headers)).json()
+    [update] = [job for job in jobs["items"] if job["action"] == "update"]
+    schema = tenant_schema(migrated.tenant_schema_prefix, tenant_id)
+
+    async def sell() -> None:
+        prefix = migrated.tenant_schema_prefix
+        async with tenant_transaction(database.session_factory, prefix, tenant_id) as session:
+            mine = select(Product).where(Product.id == product["id"]).with_for_update()
+            locked = await session.scalar(mine)
+            assert locked is not None
+            await sales.record_sale(
+                session,
+                tenant_id,
+                locked,
+                platform=sales.USER_PLATFORM,
+                order_id=sales.user_order_id(),
+                source=SaleSource.USER,
+            )
+
+    async with pg_connection(migrated) as worker_side, pg_connection(migrated) as watcher:
+        async with worker_side.transaction():
+            # The worker's side never gives up first: if there is a cycle, the sale is the one aborted.
+            await worker_side.execute("SET LOCAL deadlock_timeout = '10s'")
+            await worker_side.execute(
+                f'SELECT 1 FROM "{schema}".plugin_queue WHERE id = $1 FOR UPDATE', uuid.UUID(update["id"])
+            )
+            sale = asyncio.create_task(sell())
+            deadline = time.monotonic() + 10
+            while not await _waiting_on_a_lock(watcher, worker_side.get_server_pid()):
+                assert not sale.done(), sale.exception() if sale.done() else None
+                assert time.monotonic() < deadline, "the sale never waited for the job this side holds"
+                await asyncio.sleep(0.02)
+            # The run is put back to wait: its row, then the tenant's work mark (as `queue._apply` does).
+            await worker_side.execute(
+                f'UPDATE "{schema}".plugin_queue SET status = $2, next_attempt_at = now() WHERE id = $1',
+                uuid.UUID(update["id"]),
+                "pending",
+            )
+            await asyncio.wait_for(
+                worker_side.execute(
+                    "INSERT INTO public.tenant_work (tenant_id, due_at) VALUES ($1, now()) "
+                    "ON CONFLICT (tenant_id) DO UPDATE SET version = public.tenant_work.version + 1",
+                    tenant_id,
+                ),
+                timeout=5,
+            )
+        # Before the fix the sale held the tenant's work mark (its delist's enqueue) while it waited for the
+        # job: PostgreSQL found the cycle and aborted the sale (DeadlockDetectedError here).
+        await asyncio.wait_for(sale, timeout=30)
+
+    after = (await client.get(f"/api/products/{product['id']}", headers=headers)).json()
+    assert after["status"] == "sold"
+    jobs = (await client.get("/api/jobs", params={"product_id": product["id"]}, headers=headers)).json()
+    by_id = {job["id"]: job for job in jobs["items"]}
+    assert by_id[update["id"]]["status"] == "cancelled", "the update of a sold product never runs"
+    assert [job["status"] for job in jobs["items"] if job["action"] == "delist"] == ["pending"]
