@@ -60,7 +60,8 @@ async def run_job(ctx: dict[str, Any], tenant_id: int, job_id: str, run: int) ->
         return "skipped"
     inputs = _read_inputs(app, job)
     structlog.contextvars.bind_contextvars(action=job.action, attempt=job.attempts)
-    # DEBUG: the run's outcome line (job_succeeded, job_failed, …) is the one a reader needs.
+    # DEBUG, like `job_succeeded`: the history row records every attempt; at INFO the log keeps what
+    # needs a reader (failures, retries, waits), not a line or two per job of a busy pool.
     log.debug("job_started")
     started = time.perf_counter()
     outcome_name = await _run_fenced(app, tenant_id, job, inputs)
@@ -321,11 +322,11 @@ async def _succeed(app: WorkerApp, tenant_id: int, job: queue.ClaimedJob, outcom
         and outcome.sales is None
         and await queue.land(app.pg, _schema(app, tenant_id), tenant_id, job, landing)
     ):
-        log.info("job_succeeded", external_id=outcome.external_id)
+        log.debug("job_succeeded", external_id=outcome.external_id)
         return "succeeded"
     if not await _write(app, tenant_id, job, finish):
         return "lease_lost"
-    log.info("job_succeeded", external_id=outcome.external_id)
+    log.debug("job_succeeded", external_id=outcome.external_id)
     return "succeeded"
 
 
