@@ -144,3 +144,8 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level.upper())
     # uvicorn's access log would duplicate our one summary line per request.
     logging.getLogger("uvicorn.access").disabled = True
+    # ARQ writes two INFO lines per job (started, finished) that say less than our own job lines, which are
+    # DEBUG (the history row records every attempt): at INFO they would be most of a busy pool's log and
+    # CPU. Its warnings and errors (a job expired, a job function crashed) still come through.
+    level = root.getEffectiveLevel()
+    logging.getLogger("arq.worker").setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
