@@ -41,6 +41,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import uvloop
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.common import (
@@ -166,7 +167,8 @@ def serve_noop_worker(concurrency: int) -> None:
         finally:
             await worker.close()
 
-    asyncio.run(run())
+    # The loop `workers.pool.run_worker` runs on (the bare worker runs on it too).
+    uvloop.run(run())
 
 
 async def bare_noop(ctx: dict[str, Any]) -> None:
@@ -202,7 +204,7 @@ def serve_bare_worker(concurrency: int) -> None:
         finally:
             await worker.close()
 
-    asyncio.run(run())
+    uvloop.run(run())  # as our workers (workers.pool.run_worker)
 
 
 # --- measurement helpers --------------------------------------------------------------------------------
