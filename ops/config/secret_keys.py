@@ -7,6 +7,7 @@ key of their own (`derive_key`). `STOFLOW_OLD_SECRET_KEYS` keeps earlier secrets
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 from cryptography.hazmat.primitives import hashes
@@ -19,6 +20,9 @@ CURSORS: Final = "cursors"
 _SALT: Final = b"stoflow-key-derivation-v1"
 
 
+# A pure function of a few (secret, purpose) pairs, asked for every signed media URL (each picture of
+# each job a worker runs, each /media request): derived once per process.
+@functools.lru_cache(maxsize=32)
 def derive_key(secret: str, purpose: str) -> bytes:
     """The 32-byte key of one purpose, derived from a deployment secret."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=purpose.encode()).derive(
