@@ -1226,8 +1226,8 @@ def _report_b(b: dict[str, Any], sql: dict[str, Any], sizes: Sizes) -> str:
   timed from the first job's claim (its history row's
   `started_at`) to the last row's `succeeded` (its `updated_at`). Bare: the same count of `bare_noop` jobs
   enqueued with the bare worker stopped, then the worker started; timed from the first job's start to the
-  last one counted. One worker process each side, max_jobs {sizes.worker_concurrency}, poll_delay 0.1 s,
-  same Redis, both processes restarted for every round.
+  last one counted. One worker process each side, on uvloop, max_jobs {sizes.worker_concurrency},
+  poll_delay 0.1 s, same Redis, both processes restarted for every round.
 - Per round, pipeline vs bare: {_rounds(b["rounds"])} jobs/s.
 - CPU ms per job — pipeline: {b["backlog_cpu"]}; bare: {b["bare_backlog_cpu"]}.
 - One noop job (claim to succeeded, counted on the asyncpg connections, warm): {sql["job_round_trips"]}
@@ -1336,6 +1336,60 @@ NOTES = """### Before and after (issue 8, must-show 4, second pass), the same be
   this short pass (no profile taken in it; the second pass's profiles stand).
 - Noise: the bare baselines moved 160-772 per round across these runs (other engineers' suites on the same
   2 cores); read the medians and ranges, not one round.
+### (b) fourth pass (branch perf-b), 2026-12-03 12:34-12:41 UTC
+- `python -m bench.pipeline --parts b` (5 alternating rounds of 1,500 jobs each side), before: main at
+  31c3ca5 (its own copy of the tree and of this bench), after: branch perf-b, one right after the other,
+  1-minute load 4.6-6.4 (median 5.5 then 5.7: other engineers' suites, npm and mypy on the same 2 cores,
+  `top` showed no idle CPU during the drains). The figures at the top of this section are the third
+  pass's; these are not in them.
+
+| per noop job (load 5-6) | before (main 31c3ca5) | after (perf-b) |
+|---|---|---|
+| (b) ratio, median of 5 rounds (range) | 0.22 (0.16-0.30) | 0.36 (0.32-0.56) |
+| CPU ms per job: worker, postgres, redis | 3.55, 1.19, 0.43 | 2.62, 0.73, 0.35 |
+| bare ARQ CPU ms per job: worker, redis | 1.15, 0.26 (asyncio loop) | 1.09, 0.26 (uvloop) |
+| round trips / SQL statements per job | 2 / 2 | 2 / 2 |
+
+- Per round, ours vs bare jobs/s: before 110 vs 563; 78 vs 293; 74 vs 448; 113 vs 381; 103 vs 469;
+  after 210 vs 375; 123 vs 338; 111 vs 267; 106 vs 315; 115 vs 355. `job_skipped` 0 times in both.
+
+- What changed, one commit each, measured as they went in with `--quick --rounds 3` at load 2-5 (the
+  rounds' ratios move 0.24-0.51 at that load: CPU per job is the figure to read):
+  1. `job_succeeded` at DEBUG like `job_started` (the history row records every attempt; failures, retries
+     and waits keep their INFO/WARNING lines).
+  2. ARQ's own two INFO lines per job (`→ run_job(…)`, `← … ●`) held below WARNING by `configure_logging`
+     (back at LOG_LEVEL=DEBUG; ARQ's warnings and errors still come through). The bare worker never
+     configures logging, so it dropped them at the level check while ours rendered them through
+     structlog's JSON formatter: two lines per job on our side only. With 1: the worker's log of a drained
+     backlog is its start line, not three lines per job; worker 2.50 → 2.47 ms per job (load 2-3, then
+     4-5). Test: `tests/integration/test_worker_logs.py` (red before: ARQ's lines named the succeeded job).
+  3. uvloop for `stoflow worker` (`workers.pool.run_worker`) and for both workers of this bench: worker
+     2.47 → 2.22-2.27 ms per job, bare ARQ 1.10 → 0.90-0.93.
+  4. Generic plans on the worker's raw pool (the claim and the landing find their rows by primary key;
+     the sessions' pool keeps custom plans for the catalogue's search): postgres 0.70-1.77 → 0.48-0.60 ms
+     per job.
+  5. A purpose's key derived once per process (HKDF ran for every signed picture URL of every job: 1.5%
+     of the worker's samples).
+- Not taken. Batching the landing with the next claim: skipped for the time. Where it would pay: asyncpg's
+  execute (the encoding and socket write of its one round trip, self time) is 27% of the worker's samples
+  for the 2 round trips per job, as much as ARQ's six Redis round trips (redis-py's `writelines` 24%).
+  But under a backlog ARQ starts jobs one at a time from its poll loop (WATCH, EXISTS, ZSCORE, then
+  MULTI/PSETEX/EXEC: four round trips each), so a claim seldom finds a landing waiting beside it: a batch
+  would hold a landing back for a claim, or claim and land several rows of a tenant in one statement.
+  ARQ settings: `keep_result=0` was there; `allow_abort_jobs` is off (no abort-set ZREM per job); the
+  health check is hourly; `max_tries=1`; `poll_delay` does not bind under a backlog (the loop sleeps only
+  when an iteration was shorter); the pickle serializer of three arguments is not in the profile. No
+  setting cuts ARQ's per-job traffic, which its code fixes; both sides keep the same settings.
+- Profile after (py-spy 200 Hz, the noop worker during a `--quick --rounds 2` run, 475 samples in ARQ's
+  loop and the jobs): our `run_job` 51% (the claim 25%, the landing 18%, both mostly asyncpg's execute;
+  the pool's acquire 8%, of which 6.5% opening connections: the worker restarts every round and the raw
+  pool opens its connections as the concurrency rises, inside the measured window, trying SSL first;
+  reading the inputs 4%), ARQ 49% (its start loop 30%, its own job wrapper and finish 15%).
+- What stands in the way of (b) ≥ 0.5: with the machine saturated the rate follows the CPU each job costs
+  everything it touches: ours 2.62 + 0.73 + 0.35 = 3.7 ms, bare ARQ 1.35 ms; 0.5 needs about 2.7 ms,
+  1 ms less. ARQ's share is the same on both sides, so that ms has to come from the PostgreSQL round
+  trips (their write in the worker, their backend's CPU): one round trip per job (a claim batched with a
+  landing) or several jobs per statement.
 """
 
 
