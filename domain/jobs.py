@@ -67,6 +67,9 @@ class JobErrorCode(StrEnum):
 
 
 DEFAULT_MAX_ATTEMPTS = 5
+#: A live listing of a sold, archived or deleted product whose last delist failed gets a new delist from
+#: the sync's safety net no sooner than this after that failure (one failed job an hour, not one a round).
+GONE_LISTING_DELIST_BACKOFF = timedelta(hours=1)
 BASE_BACKOFF = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=10)
 

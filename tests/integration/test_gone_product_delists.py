@@ -8,11 +8,13 @@ real queue, gateway, dispatcher and ARQ workers (Vinted through the plugin route
 - such a delist keeps waiting for the plugin however long it is away, and lands when it comes back;
 - the user cannot cancel it (409 `invalid_state`), while a delist of a product still for sale stays
   cancellable;
+- the sync's safety net gives a listing whose delist failed a new delist, after a back-off;
 - a failed delist of a deleted product can be retried through the API.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,8 +28,12 @@ from persistence.database import Database, connect_database
 from persistence.tenancy import tenant_transaction
 from tests.integration.test_job_lifecycle import SUCCESS_BODIES, _publish, _report, _take_task
 from tests.integration.test_plugin_queue import _expire_lease, _vinted_product, _vinted_tenant
-from tests.pipeline_support import running_pipeline, wait_for_job
+from tests.pipeline_support import EBAY_CONNECTION, running_pipeline, wait_for_job
 from tests.support import assert_problem
+from workers.context import WorkerApp
+from workers.errors import TransientPlatformError
+from workers.platforms.base import JobInput, ListingOutcome
+from workers.sync import sync_tenant
 
 
 @pytest.fixture
@@ -171,6 +177,103 @@ async def test_the_delist_of_a_product_still_for_sale_stays_cancellable(
         if row["platform"] == "vinted"
     ]
     assert listing[0]["status"] == "live", "the seller changed their mind: the item stays on Vinted"
+
+
+class _FlakyEbay:
+    """eBay whose withdrawals time out while `down` is set."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.withdrawn: list[str] = []
+
+    async def publish(self, job: JobInput) -> ListingOutcome:
+        return ListingOutcome(external_id=f"eb-{job.product.id if job.product else 0}", url=None)
+
+    async def update(self, job: JobInput) -> ListingOutcome:
+        return ListingOutcome(external_id=None, url=None)
+
+    async def delist(self, job: JobInput) -> ListingOutcome:
+        if self.down:
+            raise TransientPlatformError("eBay timed out")
+        self.withdrawn.append(str((job.listing or {}).get("external_id")))
+        return ListingOutcome(external_id=None, url=None)
+
+
+async def _let_retries_come_due(database: Database, settings: Settings, tenant_id: int) -> None:
+    """Time passes: every retry waiting for its backoff is due now."""
+    async with tenant_transaction(
+        database.session_factory, settings.tenant_schema_prefix, tenant_id
+    ) as session:
+        await session.execute(
+            text(
+                "UPDATE plugin_queue SET next_attempt_at = now() "
+                "WHERE status = 'pending' AND next_attempt_at > now()"
+            )
+        )
+        # ...and the dispatcher's sweep, which comes back to the tenant when its next retry is due.
+        await session.execute(
+            text("UPDATE public.tenant_work SET due_at = now() WHERE tenant_id = :t"), {"t": tenant_id}
+        )
+
+
+async def test_the_safety_net_delists_a_sold_products_listing_whose_delist_ran_out_of_attempts(
+    client: httpx.AsyncClient, migrated: Settings, database: Database
+) -> None:
+    headers, tenant_id, _account = await _vinted_tenant(client)
+    assert (
+        await client.put("/api/integrations/ebay", json=EBAY_CONNECTION, headers=headers)
+    ).status_code == 200
+    product = await _vinted_product(client, headers)
+    ebay = _FlakyEbay()
+    workers: list[WorkerApp] = []
+    async with running_pipeline(migrated, "ebay", ebay, configure=workers.append):
+        published = await client.post(
+            f"/api/products/{product['id']}/publications", json={"platforms": ["ebay"]}, headers=headers
+        )
+        assert (await wait_for_job(client, headers, published.json()["jobs"][0]["id"]))[
+            "status"
+        ] == "succeeded"
+        sold = await client.post(
+            f"/api/products/{product['id']}/status", json={"status": "sold"}, headers=headers
+        )
+        assert sold.status_code == 200, sold.text
+        [first] = await _delists(client, headers, product["id"])
+        for _ in range(600):
+            job = (await client.get(f"/api/jobs/{first['id']}", headers=headers)).json()
+            if job["status"] == "failed":
+                break
+            await _let_retries_come_due(database, migrated, tenant_id)
+            await asyncio.sleep(0.1)
+        assert job["status"] == "failed" and job["error"]["code"] == "attempts_exhausted", job
+        assert await _listing_status(database, migrated, tenant_id, product["id"], "ebay") == "live"
+
+        # The next sync round, within the back-off: no new failed job every round.
+        await sync_tenant(workers[0], tenant_id)
+        assert [job["id"] for job in await _delists(client, headers, product["id"])] == [first["id"]]
+        # An hour after the failure, eBay answering again: a new delist, and the listing comes down.
+        async with tenant_transaction(
+            database.session_factory, migrated.tenant_schema_prefix, tenant_id
+        ) as session:
+            await session.execute(
+                text("UPDATE plugin_queue SET updated_at = now() - interval '61 minutes' WHERE id = :id"),
+                {"id": first["id"]},
+            )
+        ebay.down = False
+        await sync_tenant(workers[0], tenant_id)
+        delists = await _delists(client, headers, product["id"])
+        assert len(delists) == 2, delists
+        again = await wait_for_job(client, headers, delists[0]["id"])
+        # A round while it is under way or after it landed enqueues nothing more.
+        await sync_tenant(workers[0], tenant_id)
+    assert again["status"] == "succeeded", again
+    assert ebay.withdrawn == [f"eb-{product['id']}"]
+    assert len(await _delists(client, headers, product["id"])) == 2
+    listing = [
+        row
+        for row in (await client.get(f"/api/products/{product['id']}", headers=headers)).json()["listings"]
+        if row["platform"] == "ebay"
+    ]
+    assert listing[0]["status"] == "delisted"
 
 
 async def test_a_failed_delist_of_a_deleted_product_can_be_retried(

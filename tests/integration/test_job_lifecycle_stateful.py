@@ -9,9 +9,12 @@ success or refusal, or goes silent, and a day passing (plugin waits expire). Aft
 - at most one listing per (product, platform) on each fake marketplace, and at most one unfinished
   publish per (product, platform);
 - every unfinished job can move on: a running job has a lease, a queued one its hand-off, a waiting one
-  an unfinished plugin task, and the tenant stays in the sweep's index while any job is unfinished;
+  an unfinished plugin task (a gone product's delist keeps its task past the plugin's max age: it is the
+  one wait never given up, docs/http-contract.md), and the tenant stays in the sweep's index while any job
+  is unfinished;
 - one history row per attempt (never two open at once, none open once the job is finished);
-- once the system is quiet, no marketplace listing of a sold, archived or deleted product.
+- once the system is quiet (leases waited out, the sync's safety net run, the plugin answering), no
+  marketplace listing of a sold, archived or deleted product.
 
 CI runs the same 10 examples of up to 30 steps every time (derandomized); STOFLOW_TEST_SCALE=full runs 20
 new ones each time (tests/scale.py); set STOFLOW_STATEFUL_EXAMPLES to run another number by hand.
@@ -46,7 +49,7 @@ from sqlalchemy import text
 
 from ops.adapters.rate_limit import SlidingWindowLimiter
 from ops.config.settings import Settings
-from persistence import plugin_tasks, queue
+from persistence import plugin_tasks, queue, sales
 from persistence.tenancy import tenant_transaction
 from tests.pipeline_support import new_sku
 from tests.scale import FULL, STATEFUL_EXAMPLES
@@ -328,6 +331,13 @@ def _machine(env: Environment) -> type[RuleBasedStateMachine]:
                 )
                 await queue.recover_expired_leases(session, self.tenant_id)
 
+        async def _delist_gone_listings(self) -> None:
+            async with self._tenant() as session:
+                for platform in ("ebay", "vinted"):
+                    await sales.end_gone_listings(
+                        session, self.tenant_id, platform, backoff=timedelta(0), limit=100
+                    )
+
         @rule()
         def a_day_passes_without_a_plugin(self) -> None:
             async def expire() -> None:
@@ -445,6 +455,9 @@ def _machine(env: Environment) -> type[RuleBasedStateMachine]:
                 # No run is in progress between two steps here, so whatever is still `running` belongs to a
                 # worker that died: going quiet includes waiting out its lease.
                 env.run(self._expire_leases())
+                # ...and the sync rounds' safety net, time passing beyond its back-off: a gone product's
+                # listing whose delist failed (refused, out of attempts) gets a new one.
+                env.run(self._delist_gone_listings())
                 env.run(self._plugin("success"))
                 due = env.run(self._due())
                 for handoff in due:
