@@ -655,6 +655,23 @@ async def product_gone(session: AsyncSession, tenant_id: int, product_id: int) -
         await _apply(session, tenant_id, row, JobEvent.PRODUCT_GONE, history_message=_PRODUCT_GONE_MESSAGE)
 
 
+async def lock_waiting_job(session: AsyncSession, task_id: uuid.UUID) -> None:
+    """Lock the job of a plugin task before the task itself is locked (the plugin reporting a result).
+
+    Every writer takes a job's row before its task's: a sale or a cancel withdraws the task of the job it
+    holds, the dispatcher expires it, a worker parks the job beside it. The result route locking the task
+    first, then the job, waited for a sale that was waiting for it (a deadlock PostgreSQL broke by aborting
+    one of them).
+    """
+    await session.execute(
+        text(
+            "SELECT 1 FROM plugin_queue WHERE id = (SELECT job_id FROM plugin_tasks WHERE id = :task) "
+            "FOR UPDATE"
+        ),
+        {"task": task_id},
+    )
+
+
 async def report_plugin_result(session: AsyncSession, tenant_id: int, job_id: uuid.UUID) -> bool:
     """The plugin reported the job's task: the job goes back to its pool to finish from the result.
 

@@ -9,12 +9,14 @@ real queue, gateway, dispatcher and ARQ workers (Vinted through the plugin route
 - the user cannot cancel it (409 `invalid_state`), while a delist of a product still for sale stays
   cancellable;
 - the sync's safety net gives a listing whose delist failed a new delist, after a back-off;
-- a failed delist of a deleted product can be retried through the API.
+- a failed delist of a deleted product can be retried through the API;
+- a sale and the plugin's result take a job and its task in the same order (they deadlocked).
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,11 +27,11 @@ from sqlalchemy import text
 
 from ops.config.settings import Settings
 from persistence.database import Database, connect_database
-from persistence.tenancy import tenant_transaction
+from persistence.tenancy import tenant_schema, tenant_transaction
 from tests.integration.test_job_lifecycle import SUCCESS_BODIES, _publish, _report, _take_task
 from tests.integration.test_plugin_queue import _expire_lease, _vinted_product, _vinted_tenant
 from tests.pipeline_support import EBAY_CONNECTION, running_pipeline, wait_for_job
-from tests.support import assert_problem
+from tests.support import assert_problem, pg_connection
 from workers.context import WorkerApp
 from workers.errors import TransientPlatformError
 from workers.platforms.base import JobInput, ListingOutcome
@@ -299,3 +301,36 @@ async def test_a_failed_delist_of_a_deleted_product_can_be_retried(
         done = await wait_for_job(client, headers, delist["id"])
     assert done["status"] == "succeeded", done
     assert await _listing_status(database, migrated, tenant_id, product["id"], "vinted") == "delisted"
+
+
+async def test_a_plugin_result_takes_the_job_before_its_task_as_a_sale_does(
+    client: httpx.AsyncClient, plugin: httpx.AsyncClient, migrated: Settings
+) -> None:
+    """A sale holds the product's jobs, then withdraws their tasks; the plugin's result locked the task,
+    then the job: the two waited for each other (PostgreSQL aborted one). Now the result route takes the
+    job first, so the sale's side gets the task at once and the result follows it."""
+    headers, tenant_id, _account = await _vinted_tenant(client)
+    product = await _vinted_product(client, headers)
+    async with running_pipeline(migrated, "vinted", None):
+        job_id = await _publish(client, headers, product)
+        task = await _take_task(plugin, headers, job_id)
+    schema = tenant_schema(migrated.tenant_schema_prefix, tenant_id)
+    async with pg_connection(migrated) as sale_side:
+        async with sale_side.transaction():
+            # Quicker to look for deadlocks than the request (1 s): a cycle would abort this side.
+            await sale_side.execute("SET LOCAL deadlock_timeout = '100ms'")
+            await sale_side.execute(
+                f'SELECT 1 FROM "{schema}".plugin_queue WHERE id = $1 FOR UPDATE', uuid.UUID(job_id)
+            )
+            result = asyncio.create_task(_report(plugin, headers, task, "success", SUCCESS_BODIES))
+            # The result waits for the job this side holds...
+            await asyncio.sleep(0.5)
+            assert not result.done()
+            # ...while this side goes on to the job's task, as the sale's withdrawal does.
+            await sale_side.execute(
+                f'UPDATE "{schema}".plugin_tasks SET updated_at = now() WHERE job_id = $1', uuid.UUID(job_id)
+            )
+        answer = await asyncio.wait_for(result, timeout=30)
+    assert answer.status_code == 200, answer.text
+    job = (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
+    assert job["status"] == "pending", "the result sent the job back to its pool to finish"
