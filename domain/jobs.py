@@ -67,6 +67,9 @@ class JobErrorCode(StrEnum):
 
 
 DEFAULT_MAX_ATTEMPTS = 5
+#: A live listing of a sold, archived or deleted product whose last delist failed gets a new delist from
+#: the sync's safety net no sooner than this after that failure (one failed job an hour, not one a round).
+GONE_LISTING_DELIST_BACKOFF = timedelta(hours=1)
 BASE_BACKOFF = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=10)
 
@@ -119,6 +122,13 @@ USER_MESSAGES: dict[str, str] = {
 }
 
 
+#: Why the user cannot cancel a delist of a sold, archived or deleted product.
+GONE_DELIST_NOT_CANCELLABLE = (
+    "This delist takes down a listing of a product that was sold, archived or deleted; it cannot be "
+    "cancelled, or the product would stay on sale there."
+)
+
+
 class JobEvent(StrEnum):
     HANDED_OFF = "handed_off"  #: the dispatcher gave the run to the platform's ARQ queue
     CLAIMED = "claimed"  #: a worker took the run under a lease
@@ -149,6 +159,7 @@ class Effect(StrEnum):
     RELISTING = "relisting"  #: a retried publish: its listing is pending again
     ENQUEUE_DELIST = "enqueue_delist"  #: a listing landed for a product already gone: take it down
     DELIST_ON_LANDING = "delist_on_landing"  #: remember to take the listing down when it lands
+    WAIT_AGAIN = "wait_again"  #: keep the plugin task queued; look at the wait again one max age later
     WITHDRAW_TASK = "withdraw_task"  #: the job's plugin task leaves the plugin queue
     RESET_PROGRESS = "reset_progress"  #: start afresh at the marketplace (keep what finds the listing)
     REFUND_CREDIT = "refund_credit"  #: an AI description that was not written gives its credit back
@@ -189,10 +200,12 @@ class Transition:
 class IllegalTransition(ValueError):
     """The event cannot happen to a job in this state (a stale worker, or a user command too late)."""
 
-    def __init__(self, job: JobState, event: JobEvent) -> None:
+    def __init__(self, job: JobState, event: JobEvent, reason: str | None = None) -> None:
         super().__init__(f"a {job.status} {job.action} job cannot take {event}")
         self.job = job
         self.event = event
+        #: a sentence for the user when the rule that refused has one (else the caller words it)
+        self.reason = reason
 
 
 _S = JobStatus
@@ -256,9 +269,16 @@ def transition(job: JobState, event: JobEvent, product: ProductCondition) -> Tra
             return _ended_without_result(job, _S.FAILED, None, Effect.HISTORY_FAILED)
         if event is JobEvent.RATE_LIMITED:
             return Transition(_S.RATE_LIMITED, None, frozenset({Effect.HISTORY_RETRYING}))
+    # The one job that takes a gone product's listing down is never given up, by the user or for a plugin
+    # that stays away: giving it up leaves the product on sale (a double sale). It can only end by running.
+    taking_down = job.action is JobAction.DELIST and product is ProductCondition.GONE
+    if event is JobEvent.CANCEL and taking_down and status in UNFINISHED:
+        raise IllegalTransition(job, event, GONE_DELIST_NOT_CANCELLABLE)
     if status is _S.WAITING_PLUGIN:
         if event is JobEvent.PLUGIN_REPORTED:
             return Transition(_S.PENDING)
+        if event is JobEvent.PLUGIN_EXPIRED and taking_down:
+            return Transition(_S.WAITING_PLUGIN, None, frozenset({Effect.WAIT_AGAIN}))
         if event is JobEvent.PLUGIN_EXPIRED:
             return _ended_without_result(
                 job, _S.FAILED, JobErrorCode.PLUGIN_UNAVAILABLE, Effect.WITHDRAW_TASK, Effect.HISTORY_FAILED

@@ -255,15 +255,18 @@ async def _apply(
         error = None
     if change.status in (JobStatus.PENDING, JobStatus.RATE_LIMITED) and next_attempt_at is None:
         next_attempt_at = await _now(session)
+    # A job keeps a `next_attempt_at` while it waits for a moment: its retry, freed slots, or the next
+    # look at a plugin wait the rules never give up.
+    timed = (
+        change.status in (JobStatus.PENDING, JobStatus.RATE_LIMITED) or Effect.WAIT_AGAIN in change.effects
+    )
     await session.execute(
         _WRITE,
         {
             "id": row.id,
             "status": str(change.status),
             "error": error if change.status is not JobStatus.SUCCEEDED else None,
-            "next_attempt_at": next_attempt_at
-            if change.status in (JobStatus.PENDING, JobStatus.RATE_LIMITED)
-            else None,
+            "next_attempt_at": next_attempt_at if timed else None,
         },
     )
     await _apply_effects(session, tenant_id, row, change, error, landing, history_message)
@@ -603,11 +606,11 @@ async def cancel(session: AsyncSession, tenant_id: int, job_id: uuid.UUID) -> Qu
         raise NotFound("No such job.")
     try:
         await _apply(session, tenant_id, row, JobEvent.CANCEL, history_message="Cancelled by the user.")
-    except IllegalTransition:
+    except IllegalTransition as refused:
         detail = f"A {row.status} job cannot be cancelled."
         if row.status is JobStatus.WAITING_PLUGIN:
             detail = "The plugin is running this job's Vinted request; it cannot be cancelled now."
-        raise InvalidState(detail) from None
+        raise InvalidState(refused.reason or detail) from None
     return await _job(session, job_id)
 
 
@@ -650,6 +653,23 @@ async def product_gone(session: AsyncSession, tenant_id: int, product_id: int) -
     )
     for row in rows:
         await _apply(session, tenant_id, row, JobEvent.PRODUCT_GONE, history_message=_PRODUCT_GONE_MESSAGE)
+
+
+async def lock_waiting_job(session: AsyncSession, task_id: uuid.UUID) -> None:
+    """Lock the job of a plugin task before the task itself is locked (the plugin reporting a result).
+
+    Every writer takes a job's row before its task's: a sale or a cancel withdraws the task of the job it
+    holds, the dispatcher expires it, a worker parks the job beside it. The result route locking the task
+    first, then the job, waited for a sale that was waiting for it (a deadlock PostgreSQL broke by aborting
+    one of them).
+    """
+    await session.execute(
+        text(
+            "SELECT 1 FROM plugin_queue WHERE id = (SELECT job_id FROM plugin_tasks WHERE id = :task) "
+            "FOR UPDATE"
+        ),
+        {"task": task_id},
+    )
 
 
 async def report_plugin_result(session: AsyncSession, tenant_id: int, job_id: uuid.UUID) -> bool:
@@ -739,6 +759,12 @@ async def settle_tenant(
 _TASK_SINCE = "coalesce((SELECT max(created_at) FROM plugin_tasks WHERE job_id = j.id), j.updated_at)"
 
 
+def _wait_ends(max_age: str) -> str:
+    """When a waiting job's plugin wait is up: its max age after the task's release, or, for a wait the
+    rules never give up (`Effect.WAIT_AGAIN`), the `next_attempt_at` its last look set."""
+    return f"coalesce(j.next_attempt_at, {_TASK_SINCE} + make_interval(secs => {max_age}))"
+
+
 async def next_due_at(
     session: AsyncSession, stale_after: timedelta, plugin_max_age: timedelta
 ) -> datetime | None:
@@ -750,7 +776,7 @@ async def next_due_at(
                 WHEN status IN ('pending', 'rate_limited') THEN coalesce(next_attempt_at, created_at)
                 WHEN status = 'queued' THEN handed_off_at + make_interval(secs => :stale)
                 WHEN status = 'running' THEN lease_expires_at
-                WHEN status = 'waiting_plugin' THEN {_TASK_SINCE} + make_interval(secs => :max_age)
+                WHEN status = 'waiting_plugin' THEN {_wait_ends(":max_age")}
             END)
             FROM plugin_queue AS j
             WHERE status IN ('pending', 'queued', 'running', 'rate_limited', 'waiting_plugin')
@@ -781,17 +807,26 @@ async def recover_expired_leases(session: AsyncSession, tenant_id: int) -> list[
 
 
 async def expire_plugin_waits(session: AsyncSession, tenant_id: int, max_age: timedelta) -> list[uuid.UUID]:
-    """Jobs whose Vinted task nobody claimed or reported within `max_age`: failed, plugin_unavailable."""
+    """Jobs whose Vinted task nobody claimed or reported within `max_age`: failed, plugin_unavailable;
+    return their ids.
+
+    Except where the rules keep waiting (a delist of a sold, archived or deleted product): its task stays
+    in the plugin queue and the wait is looked at again `max_age` later (`next_attempt_at`).
+    """
     rows = await _lock_many(
         session,
-        f"j.status = 'waiting_plugin' AND {_TASK_SINCE} < now() - make_interval(secs => :max_age) "
+        f"j.status = 'waiting_plugin' AND {_wait_ends(':max_age')} < now() "
         "AND NOT EXISTS (SELECT 1 FROM plugin_tasks WHERE job_id = j.id AND finished_at IS NULL "
         "AND lease_expires_at > now())",
         {"max_age": max_age.total_seconds()},
     )
+    failed = []
+    again = await _now(session) + max_age
     for row in rows:
-        await _apply(session, tenant_id, row, JobEvent.PLUGIN_EXPIRED)
-    return [row.id for row in rows]
+        change = await _apply(session, tenant_id, row, JobEvent.PLUGIN_EXPIRED, next_attempt_at=again)
+        if change.status is JobStatus.FAILED:
+            failed.append(row.id)
+    return failed
 
 
 async def due_handoffs(session: AsyncSession, tenant_id: int, stale_after: timedelta) -> list[Handoff]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, select, text, update
@@ -88,6 +88,59 @@ async def end_listings(
         for listing in await listings.listings_of(session, product_id)
         if listing.status == "live" and listing.platform != except_platform
     ]
+
+
+_GONE_LIVE_LISTINGS = text(
+    """
+    SELECT l.product_id FROM platform_listings AS l
+    JOIN products AS p ON p.id = l.product_id
+    WHERE l.platform = :platform AND l.status = 'live'
+      AND (p.deleted_at IS NOT NULL OR p.status IN ('sold', 'archived'))
+      -- A listing whose account is gone cannot be taken down by us: nothing to enqueue until it is back.
+      AND CASE WHEN l.platform = 'vinted'
+               THEN EXISTS (SELECT 1 FROM vinted_accounts AS a WHERE a.id = l.vinted_account_id)
+               ELSE EXISTS (SELECT 1 FROM marketplace_credentials AS c WHERE c.platform = l.platform) END
+      AND NOT EXISTS (
+          SELECT 1 FROM plugin_queue AS j
+          WHERE j.product_id = l.product_id AND j.platform = l.platform AND j.action = 'delist'
+            AND (j.status = ANY(:unfinished)
+                 OR (j.status = 'failed' AND j.updated_at > now() - make_interval(secs => :backoff))))
+    ORDER BY l.product_id
+    LIMIT :limit
+    -- The product's lock first, as a sale takes it: a sale ending this listing right now is skipped (it
+    -- enqueues its own delist), and the two never enqueue one each.
+    FOR UPDATE OF p SKIP LOCKED
+    """
+)
+
+
+async def end_gone_listings(
+    session: AsyncSession, tenant_id: int, platform: str, *, backoff: timedelta, limit: int
+) -> list[QueueJob]:
+    """The safety net under `end_listings`: a delist for each live listing on `platform` of a sold,
+    archived or deleted product that has no unfinished delist, and none that failed within `backoff`.
+
+    What it catches: a delist that ran out of attempts or was refused, and rows from before the rules
+    kept a gone product's delist waiting. At most `limit` listings a call (this tenant's schema only).
+    """
+    product_ids = [
+        int(row[0])
+        for row in await session.execute(
+            _GONE_LIVE_LISTINGS,
+            {
+                "platform": platform,
+                "unfinished": [str(status) for status in UNFINISHED],
+                "backoff": backoff.total_seconds(),
+                "limit": limit,
+            },
+        )
+    ]
+    jobs = []
+    for product_id in product_ids:
+        listing = await listings.get_listing(session, product_id, platform)
+        assert listing is not None  # read under its product's lock just above
+        jobs.append(await enqueue_delist(session, tenant_id, listing))
+    return jobs
 
 
 async def _update_others(

@@ -7,21 +7,29 @@ listing on the platform, checks at most `SYNC_LISTINGS_PER_ROUND` of its listing
 first, one marketplace read each) and moves on: a large shop is covered over several rounds.
 Vinted has no API the backend can call: its items are checked when the wardrobe is read through the plugin
 (an import, see workers/platforms/vinted.py).
+
+Each round is also the safety net of "a gone product is on no marketplace": a live listing of a sold,
+archived or deleted product with no unfinished delist (its delist ran out of attempts or was refused, or
+dates from before the rules kept such a delist waiting) gets a new delist, at most one an hour after a
+failed one. It lives here rather than in the dispatcher's sweep because the sweep visits only tenants with
+unfinished jobs (`tenant_work`), and such a listing's tenant may have none left; the sync visits every
+tenant, per platform, each round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.jobs import JobAction
+from domain.jobs import GONE_LISTING_DELIST_BACKOFF, JobAction
 from persistence import credentials as credential_store
-from persistence import listings, queue
+from persistence import listings, queue, sales
 from persistence.tenancy import tenant_transaction
 from workers.context import WorkerApp
 from workers.credential_lock import locked_credentials
@@ -31,6 +39,8 @@ log = structlog.get_logger(__name__)
 
 SYNCED_PLATFORMS = frozenset({"ebay", "etsy", "vinted"})
 SYNC_LISTINGS_PER_ROUND = 200
+#: Live listings of gone products a round gives a new delist, per tenant and platform.
+GONE_LISTINGS_PER_ROUND = 100
 
 
 def start_sync_loop(app: WorkerApp) -> asyncio.Task[None] | None:
@@ -85,6 +95,7 @@ async def sync_tenant(app: WorkerApp, tenant_id: int) -> int:
     Vinted: the backend cannot read Vinted; each account with live listings gets a wardrobe read through
     the plugin instead (an `import` job that only ends what is gone), and 0 is returned now.
     """
+    await delist_gone_listings(app, tenant_id)
     if app.platform == "vinted":
         async with tenant_transaction(
             app.db.session_factory, app.settings.tenant_schema_prefix, tenant_id
@@ -149,6 +160,28 @@ async def sync_tenant(app: WorkerApp, tenant_id: int) -> int:
     async with tenant_transaction(app.db.session_factory, prefix, tenant_id) as session:
         await listings.mark_checked(session, still_live)
     return ended
+
+
+async def delist_gone_listings(
+    app: WorkerApp, tenant_id: int, *, backoff: timedelta = GONE_LISTING_DELIST_BACKOFF
+) -> int:
+    """The safety net: a delist for each live listing of a gone product on this platform that has none
+    under way; return how many were enqueued."""
+    async with tenant_transaction(
+        app.db.session_factory, app.settings.tenant_schema_prefix, tenant_id
+    ) as session:
+        jobs = await sales.end_gone_listings(
+            session, tenant_id, app.platform, backoff=backoff, limit=GONE_LISTINGS_PER_ROUND
+        )
+    for job in jobs:
+        log.warning(
+            "gone_listing_delist_enqueued",
+            tenant_id=tenant_id,
+            platform=app.platform,
+            job_id=str(job.id),
+            product_id=job.product_id,
+        )
+    return len(jobs)
 
 
 async def queue_wardrobe_checks(session: AsyncSession, tenant_id: int) -> int:

@@ -99,10 +99,21 @@ async def get_job(job_id: JobId, session: TenantSession) -> JobOut:
 
 
 @router.post(
-    "/{job_id}/cancel", responses={404: {"description": "not_found"}, 409: {"description": "invalid_state"}}
+    "/{job_id}/cancel",
+    responses={
+        404: {"description": "not_found"},
+        409: {
+            "description": "invalid_state: the job is running, a plugin holds its Vinted task, it is "
+            "finished, or it is the delist of a sold, archived or deleted product (never given up: the "
+            "product would stay on sale there)"
+        },
+    },
 )
 async def cancel_job(job_id: JobId, principal: CurrentPrincipal, session: TenantSession) -> JobOut:
-    """Cancel a job that has not started running (a Vinted task only while no plugin holds its lease)."""
+    """Cancel a job that has not started running (a Vinted task only while no plugin holds its lease).
+
+    The delist of a sold, archived or deleted product's listing cannot be cancelled (409 `invalid_state`).
+    """
     return JobOut.of(await queue.cancel(session, principal.tenant_id, job_id))
 
 

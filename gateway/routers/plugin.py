@@ -161,6 +161,7 @@ async def report_result(
     task_id: TaskId, body: ResultBody, principal: CurrentPrincipal, session: TenantSession
 ) -> ResultOut:
     """Record what the plugin got from Vinted; the Vinted pool then finishes the job from it."""
+    await queue.lock_waiting_job(session, task_id)
     task = await _locked_task(session, task_id)
     if str(body.lease_id) not in task.leases:
         raise _lease_lost()

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from domain.jobs import (
+    GONE_DELIST_NOT_CANCELLABLE,
     UNFINISHED,
     Effect,
     IllegalTransition,
@@ -129,6 +130,24 @@ def job(status: JobStatus, action: JobAction = A.PUBLISH, **fields: object) -> J
             JobErrorCode.PLUGIN_UNAVAILABLE,
             {Effect.WITHDRAW_TASK, Effect.HISTORY_FAILED, Effect.RELEASE_LISTING},
         ),
+        # A gone product's delist outlasts an absent plugin: its task stays queued, the wait is renewed.
+        (
+            job(S.WAITING_PLUGIN, A.DELIST),
+            E.PLUGIN_EXPIRED,
+            GONE,
+            S.WAITING_PLUGIN,
+            None,
+            {Effect.WAIT_AGAIN},
+        ),
+        (
+            job(S.WAITING_PLUGIN, A.DELIST),
+            E.PLUGIN_EXPIRED,
+            OK,
+            S.FAILED,
+            JobErrorCode.PLUGIN_UNAVAILABLE,
+            {Effect.WITHDRAW_TASK, Effect.HISTORY_FAILED},
+        ),
+        (job(S.WAITING_PLUGIN, A.DELIST), E.PLUGIN_REPORTED, GONE, S.PENDING, None, set()),
         (
             job(S.WAITING_PLUGIN),
             E.CANCEL,
@@ -230,6 +249,18 @@ def test_an_event_that_cannot_apply_is_refused(state: JobState, event: JobEvent)
 
     assert refused.value.job == state and refused.value.event is event
     assert str(state.status) in str(refused.value)
+
+
+@pytest.mark.parametrize("status", sorted(UNFINISHED))
+def test_the_delist_of_a_gone_product_is_never_cancelled(status: JobStatus) -> None:
+    """Cancelling it would leave a sold, archived or deleted product on sale: the user is told why."""
+    state = job(status, A.DELIST)
+    with pytest.raises(IllegalTransition) as refused:
+        transition(state, E.CANCEL, GONE)
+
+    assert refused.value.reason == GONE_DELIST_NOT_CANCELLABLE
+    if status is not S.RUNNING:
+        assert transition(state, E.CANCEL, OK).status is S.CANCELLED
 
 
 def test_no_event_leaves_an_unfinished_job_without_a_way_on() -> None:
