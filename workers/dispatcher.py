@@ -189,11 +189,16 @@ class Dispatcher:
 
     async def _sweep_tenant(self, tenant_id: int, version: int) -> int:
         prefix = self.settings.tenant_schema_prefix
+        # Each step that writes job state commits on its own: it locks its rows, then the tenant's work mark,
+        # as a sale and a worker do. Holding the mark from the first step while the second locks more rows
+        # is the other order, and a sale on one of those rows deadlocked with the sweep.
         async with tenant_transaction(self.db.session_factory, prefix, tenant_id) as session:
             await queue.recover_expired_leases(session, tenant_id)
+        async with tenant_transaction(self.db.session_factory, prefix, tenant_id) as session:
             expired = await queue.expire_plugin_waits(
                 session, tenant_id, timedelta(seconds=self.settings.plugin_task_max_age)
             )
+        async with tenant_transaction(self.db.session_factory, prefix, tenant_id) as session:
             due = await queue.due_handoffs(session, tenant_id, STALE_HANDOFF)
             counts = await queue.status_counts(session)
         self._remember_states(tenant_id, counts)

@@ -1,7 +1,7 @@
-"""A sale and a worker take the rows they share in one order: the product's jobs first, then its listings and
-the tenant's work mark. Taken the other way round, a sale and a worker rescheduling one of the product's jobs
-waited for each other until PostgreSQL aborted one of them (the gateway's retry hid it from the user, at the
-cost of a second run and a second's wait).
+"""A sale, a worker and the dispatcher's sweep take the rows they share in one order: jobs first, then
+listings and the tenant's work mark. Taken the other way round, two of them waited for each other until
+PostgreSQL aborted one (the gateway's retry hid it from the user, at the cost of a second run and a second's
+wait; a sweep aborted so waited for the next).
 
 Driven at the persistence level, where nothing retries: the worker's side is a plain connection doing what
 `persistence.queue` does when a run is put back to wait (lock the job, write it, mark the tenant's work).
@@ -30,6 +30,7 @@ from tests.integration.test_job_lifecycle import _listing, _publish, _report, _t
 from tests.integration.test_plugin_queue import _vinted_product, _vinted_tenant
 from tests.pipeline_support import running_pipeline, wait_for_job
 from tests.support import pg_connection
+from workers.dispatcher import Dispatcher
 
 SUCCESS_BODIES = [
     {"http_status": 200, "body": {"id": 8_000_000_001}},
@@ -135,3 +136,72 @@ async def test_a_sale_and_a_worker_rescheduling_the_products_update_do_not_deadl
     by_id = {job["id"]: job for job in jobs["items"]}
     assert by_id[update["id"]]["status"] == "cancelled", "the update of a sold product never runs"
     assert [job["status"] for job in jobs["items"] if job["action"] == "delist"] == ["pending"]
+
+
+async def _wait_for_status(
+    client: httpx.AsyncClient, headers: dict[str, str], job_id: str, status: str
+) -> None:
+    deadline = time.monotonic() + 30
+    while (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()["status"] != status:
+        assert time.monotonic() < deadline, f"job {job_id} never reached {status}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_sale_and_the_sweep_recovering_a_lease_and_expiring_a_plugin_wait_do_not_deadlock(
+    client: httpx.AsyncClient, migrated: Settings
+) -> None:
+    """The sweep recovered a dead worker's run (which marks the tenant's work) and, in the same transaction,
+    went on to lock the plugin waits it expires; a sale holding one of those jobs then marking the work
+    closed the cycle."""
+    headers, tenant_id, _account = await _vinted_tenant(client)
+    dead, stale = await _vinted_product(client, headers), await _vinted_product(client, headers)
+    async with running_pipeline(migrated, "vinted", None):
+        dead_job, stale_job = await _publish(client, headers, dead), await _publish(client, headers, stale)
+        await _wait_for_status(client, headers, dead_job, "waiting_plugin")
+        await _wait_for_status(client, headers, stale_job, "waiting_plugin")
+    schema = tenant_schema(migrated.tenant_schema_prefix, tenant_id)
+    dispatcher = Dispatcher(migrated)
+    async with pg_connection(migrated) as sale_side, pg_connection(migrated) as watcher:
+        # One run whose worker died under its lease, one task no plugin took for three days.
+        await sale_side.execute(
+            f"UPDATE \"{schema}\".plugin_queue SET status = 'running', lease_owner = 'gone:1', "
+            "lease_expires_at = now() - interval '1 second' WHERE id = $1",
+            uuid.UUID(dead_job),
+        )
+        await sale_side.execute(
+            f"UPDATE \"{schema}\".plugin_tasks SET created_at = now() - interval '3 days' WHERE job_id = $1",
+            uuid.UUID(stale_job),
+        )
+        version = await sale_side.fetchval(
+            "SELECT version FROM public.tenant_work WHERE tenant_id = $1", tenant_id
+        )
+        try:
+            async with sale_side.transaction():
+                await sale_side.execute("SET LOCAL deadlock_timeout = '10s'")
+                # The sale has locked the stale publish (`queue.product_gone`)...
+                await sale_side.execute(
+                    f'SELECT 1 FROM "{schema}".plugin_queue WHERE id = $1 FOR UPDATE', uuid.UUID(stale_job)
+                )
+                sweep = asyncio.create_task(dispatcher._sweep_tenant(tenant_id, int(version)))
+                deadline = time.monotonic() + 10
+                while not await _waiting_on_a_lock(watcher, sale_side.get_server_pid()):
+                    assert not sweep.done(), sweep.exception() if sweep.done() else None
+                    assert time.monotonic() < deadline, "the sweep never waited for the job the sale holds"
+                    await asyncio.sleep(0.02)
+                # ...and, having written it, marks the tenant's work (as `queue._apply` does).
+                await asyncio.wait_for(
+                    sale_side.execute(
+                        "INSERT INTO public.tenant_work (tenant_id, due_at) VALUES ($1, now()) "
+                        "ON CONFLICT (tenant_id) DO UPDATE SET version = public.tenant_work.version + 1",
+                        tenant_id,
+                    ),
+                    timeout=5,
+                )
+            # Before the fix the sweep held that mark while it waited: DeadlockDetectedError here.
+            await asyncio.wait_for(sweep, timeout=30)
+        finally:
+            await dispatcher.close()
+    recovered = (await client.get(f"/api/jobs/{dead_job}", headers=headers)).json()
+    assert recovered["status"] == "queued", "the dead worker's run was handed to the pool again"
+    expired = (await client.get(f"/api/jobs/{stale_job}", headers=headers)).json()
+    assert (expired["status"], expired["error"]["code"]) == ("failed", "plugin_unavailable")
