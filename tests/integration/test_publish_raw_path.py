@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from ops.config.settings import Settings
 from persistence.tenancy import tenant_schema
 from tests.pipeline_support import EBAY_CONNECTION, new_sku
-from tests.support import assert_problem, bearer, login, pg_connection, register
+from tests.support import app_client, assert_problem, bearer, login, pg_connection, register
 
 
 async def _seller(client: httpx.AsyncClient) -> tuple[dict[str, Any], dict[str, str]]:
@@ -128,3 +129,25 @@ async def test_a_publish_chosen_as_a_deadlock_victim_runs_again_instead_of_answe
         answer = await asyncio.wait_for(publish, timeout=30)
     assert answer.status_code == 202, answer.text
     assert len(await _jobs_of(client, headers, product["id"])) == 1, "one job, from the second run"
+
+
+async def test_a_publish_while_postgresql_refuses_connections_is_503(
+    client: httpx.AsyncClient, migrated: Settings
+) -> None:
+    """The raw pool cannot connect (as at max_connections): 503 `service_unavailable`, as the unit of work
+    answers, never a 500."""
+    _tokens, headers = await _seller(client)
+    product = await _draft(client, headers)
+    role = "stoflow_saturated_publish"
+    async with pg_connection(migrated) as admin:
+        await admin.execute(f"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")
+        try:
+            parts = urlsplit(migrated.async_database_url)
+            limited = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}"))
+            async with app_client(migrated.model_copy(update={"database_url": limited})) as saturated:
+                answer = await _publish(saturated, headers, product["id"])
+            assert_problem(answer, 503, "service_unavailable")
+            assert answer.headers.get("retry-after")
+        finally:
+            await admin.execute(f"DROP ROLE IF EXISTS {role}")
+    assert await _jobs_of(client, headers, product["id"]) == []
