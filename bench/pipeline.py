@@ -1246,8 +1246,9 @@ B_NOT_RUN = """### (b)
 #: Hand-written, kept with the code that prints the figures: what limits each one and what changed.
 NOTES = """### (a) on the gateway's raw pool (issue 8, must-show 4(a), fourth pass), same bench both runs
 - Before: main at 31c3ca5 (its own copy of the tree, this bench, `--parts a`), 2026-12-03 12:38-12:40 UTC,
-  1-minute load 5.0-6.0, median 5.8. After: branch perf-a at cf592e3, 12:40-12:42 UTC, load 5.6-6.7,
-  median 6.3 (other engineers' suites and benches on the same 2 cores throughout). 5 rounds each side,
+  1-minute load 5.0-6.0, median 5.8. After: branch perf-a (cf592e3, before its rebase), 12:40-12:42
+  UTC, load 5.6-6.7, median 6.3 (other engineers' suites and benches on the same 2 cores throughout).
+  5 rounds each side,
   gateway vs bare req/s: before 112 vs 712; 94 vs 460; 67 vs 524; 87 vs 549; 82 vs 550; after 142 vs 409;
   126 vs 538; 137 vs 543; 121 vs 596; 132 vs 474.
 
@@ -1272,9 +1273,9 @@ NOTES = """### (a) on the gateway's raw pool (issue 8, must-show 4(a), fourth pa
   serialization failures run again as in `_one_transaction`. Whatever is not the common case goes to the
   unit of work, which decides the request from the start as before: an Idempotency-Key, an operator's
   token, a body FastAPI would refuse, the quota and `already_listed` (they need more reading), a raw pool
-  that cannot connect. The raw pool lets PostgreSQL cache the two statements' plans (`plan_cache_mode`
-  `auto`; the session pool keeps `force_custom_plan` for the catalogue's search): planning the facts
-  statement took 0.25-0.47 ms against 0.09-0.18 ms to run it. Tests:
+  that cannot connect. The raw pool lets PostgreSQL cache the two statements' plans (`auto` in the run
+  above; main's raw pools now force generic plans, perf-b's (b) pass, and these statements share that):
+  planning the facts statement took 0.25-0.47 ms against 0.09-0.18 ms to run it. Tests:
   `tests/integration/test_publish_raw_path.py` (a logged-out token, another tenant's product, a deadlock
   victim that answered 500 without the retry, the same answer as the unit of work's).
 - Tried and not kept: the publish route matched first (an undocumented twin included before the other
