@@ -1244,7 +1244,64 @@ B_NOT_RUN = """### (b)
 
 
 #: Hand-written, kept with the code that prints the figures: what limits each one and what changed.
-NOTES = """### Before and after (issue 8, must-show 4, second pass), the same bench in both runs
+NOTES = """### (a) on the gateway's raw pool (issue 8, must-show 4(a), fourth pass), same bench both runs
+- Before: main at 31c3ca5 (its own copy of the tree, this bench, `--parts a`), 2026-12-03 12:38-12:40 UTC,
+  1-minute load 5.0-6.0, median 5.8. After: branch perf-a (cf592e3, before its rebase), 12:40-12:42
+  UTC, load 5.6-6.7, median 6.3 (other engineers' suites and benches on the same 2 cores throughout).
+  5 rounds each side,
+  gateway vs bare req/s: before 112 vs 712; 94 vs 460; 67 vs 524; 87 vs 549; 82 vs 550; after 142 vs 409;
+  126 vs 538; 137 vs 543; 121 vs 596; 132 vs 474.
+
+| per publish command | before | after |
+|---|---|---|
+| (a) ratio, median of 5 rounds (range) | 0.16 (0.13-0.20) | 0.25 (0.20-0.35) |
+| round trips / SQL statements | 5 / 3 | 4 / 2 |
+| CPU ms: api, postgres, wrk | 4.90, 1.71, 0.15 | 2.81, 2.71, 0.14 |
+| bare endpoint CPU ms: server, postgres, wrk | 0.80, (not counted), 0.07 | 0.91, 0.39, 0.07 |
+
+- `--quick` pair at load 1.5-3.0 (12:19-12:21 UTC, before the plan-cache change): before 0.14 (0.12-0.20),
+  api 4.39 ms, postgres 1.64 ms per command; after 0.22 (0.20-0.37), api 1.62 ms, postgres 2.09 ms. The
+  api's CPU per command is now under the ~3.3 ms the target needed; the ratio is not, see below.
+- What changed: the publish command's common case runs on an asyncpg pool of the gateway's own
+  (`GatewayServices.raw_pool`, sized like the session pool, opened with no connection so the gateway
+  starts while PostgreSQL is down), tried by `UnitOfWorkRoute` before the unit of work
+  (`gateway.dependencies.raw_path` / `raw_transaction`): BEGIN; the access token's login check, the
+  product's lock and the rules' facts in one statement (`publication_facts.lock_for_login`, every tenant
+  table named with its schema, so no `SET LOCAL`); the one writing statement (`queue.enqueue_publishes_in`,
+  the same SQL as the session's form); COMMIT. No SQLAlchemy session, no FastAPI dependency solving or
+  response validation; the rules are the same function (`publishing.plan_publish`), deadlocks and
+  serialization failures run again as in `_one_transaction`. Whatever is not the common case goes to the
+  unit of work, which decides the request from the start as before: an Idempotency-Key, an operator's
+  token, a body FastAPI would refuse, the quota and `already_listed` (they need more reading), a raw pool
+  that cannot connect. The raw pool lets PostgreSQL cache the two statements' plans (`auto` in the run
+  above; main's raw pools now force generic plans, perf-b's (b) pass, and these statements share that):
+  planning the facts statement took 0.25-0.47 ms against 0.09-0.18 ms to run it. Tests:
+  `tests/integration/test_publish_raw_path.py` (a logged-out token, another tenant's product, a deadlock
+  victim that answered 500 without the retry, the same answer as the unit of work's).
+- Tried and not kept: the publish route matched first (an undocumented twin included before the other
+  routers). FastAPI 0.165 matches an included router by its prefix before its routes, so matching costs
+  under 1% of the api's samples now (the second pass's 10% was an older FastAPI's flat route list).
+- Profile after (py-spy 100 Hz, the api during a `--quick` round at load 5, 649 samples in 20 s: the api
+  busy about a third of one core): the handler 41% (the raw path 38%: its two statements 22%, mostly the
+  socket writes of their round trips; BEGIN and COMMIT 8%), uvicorn, the middleware chain and FastAPI
+  around it 15%, the response's send through four middleware 9%, the request log line 5%, the event loop
+  and socket I/O (uvloop, httptools) 26%.
+- What stands in the way of (a) ≥ 0.3: no longer the api (idle two thirds of the time during the rounds)
+  but PostgreSQL. Every publish of one tenant upserts the same `public.tenant_work` row (the dispatcher's
+  work mark, its `version` bumped so a sweep in progress cannot settle the tenant past the new job), and
+  holds that row lock until its COMMIT's WAL flush (3.0 ms per commit on this VM against 0.3 ms without
+  the flush): the bench's one tenant publishes one command at a time however many connections wait.
+  Sampled once a second during the runs, the bench database's busy backends were waiting on a row lock
+  (`Lock:transactionid`) 6-8 at a time in both runs, with one in `IO:WALSync`; in a `--quick` run
+  after, every backend waiting so was in the writing statement (6-9 at a time), whose only row shared
+  between two publishes of different products is the work mark. The bare endpoint's
+  INSERTs share no row, so its commits flush together. PostgreSQL's CPU per command (2.7 ms here with the
+  dispatcher's hand-off of each job, against the bare endpoint's 0.4) is the next part on 2 cores. Next
+  levers: a work mark that publishes do not serialize on (e.g. a share lock on the mark, with the sweep
+  taking it exclusively and re-reading the tenant's rows in a fresh snapshot before it settles: a change
+  to the dispatcher's protocol, not made here), and the framework layers around the handler (15%).
+
+### Before and after (issue 8, must-show 4, second pass), the same bench in both runs
 - Before: main at 85817d4 (its own copy of the tree, this bench), 2026-12-03 08:36-08:40 UTC, 1-minute
   load 2.6-5.7. After: branch perf-8 (the table's after
   column; the figures above are the third pass's), 08:40-08:44 UTC, load 2.6-3.5. An earlier pair

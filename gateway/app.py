@@ -51,6 +51,7 @@ def create_app(settings: Settings, *, tenant_migrator: TenantSchemaMigrator) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings, tenant_migrator)
+        await services.start()
         app.state.services = services
         # What start-up built (routes, models, schemas) lives as long as the process: out of the cyclic
         # collector's way, so that its full collections under load walk only what requests allocate.

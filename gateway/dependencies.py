@@ -3,6 +3,10 @@
 `UnitOfWorkRoute` owns the transaction of every `/api` request: it opens one session, runs the handler,
 commits when the answer is a success and rolls back otherwise, and applies `Idempotency-Key`. Handlers
 only flush. Tenant scoping happens in exactly one place, `tenant_session`.
+
+A hot command may also have a raw-pool path (`raw_path`): tried first, in one asyncpg transaction on the
+gateway's raw pool (`raw_transaction`, same deadlock retry), it answers the common case itself and hands
+everything else (`UseUnitOfWork`) to the unit of work, which then decides the request from the start.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import asyncpg
 import structlog
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
@@ -28,7 +33,9 @@ from persistence.tenancy import scope_to_tenant, tenant_schema
 
 log = structlog.get_logger(__name__)
 
-_BEARER = {"WWW-Authenticate": "Bearer"}
+#: The challenge every 401 carries.
+BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_BEARER = BEARER_CHALLENGE
 
 
 async def services_of(request: Request) -> GatewayServices:
@@ -55,7 +62,8 @@ class Principal:
     role: str
 
 
-def _bearer_token(request: Request) -> str:
+def bearer_token(request: Request) -> str:
+    """The request's Bearer token; 401 `not_authenticated` without one."""
     header = request.headers.get("Authorization")
     if header is None:
         raise ProblemError(401, "not_authenticated", "Authentication required.", headers=_BEARER)
@@ -104,7 +112,7 @@ async def _authenticate(request: Request, services: GatewayServices, session: As
     cached: AccessClaims | None = getattr(request.state, "claims", None)
     if cached is not None:
         return cached
-    claims = await claims_of(_bearer_token(request), services, session, scope=True)
+    claims = await claims_of(bearer_token(request), services, session, scope=True)
     request.state.claims = claims
     request.state.scoped_tenant = claims.tenant_id
     return claims
@@ -175,12 +183,28 @@ async def _idempotency_tenant(
         return None
 
 
+#: A command's raw-pool path: its answer, or None to let the unit of work answer the request.
+RawPath = Callable[[StrictJsonRequest, GatewayServices], Awaitable[Response | None]]
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+
+
+def raw_path(path: RawPath) -> Callable[[_Endpoint], _Endpoint]:
+    """Give an endpoint a raw-pool path, tried before the unit of work (see the module docstring)."""
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        endpoint.raw_path = path  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
+
+
 class UnitOfWorkRoute(APIRoute):
     """One transaction per request, committed in one place."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         opaque = opaque_paths_of(self.endpoint)
+        fast: RawPath | None = getattr(self.endpoint, "raw_path", None)
 
         async def run_in_unit_of_work(plain_request: Request) -> Response:
             request = StrictJsonRequest(plain_request.scope, plain_request.receive)
@@ -188,6 +212,10 @@ class UnitOfWorkRoute(APIRoute):
             await check_request_input(request)
             services: GatewayServices = request.app.state.services
             try:
+                if fast is not None:
+                    answer = await fast(request, services)
+                    if answer is not None:
+                        return answer
                 for attempt in range(1, UNIT_OF_WORK_ATTEMPTS + 1):
                     try:
                         return await _one_transaction(request, services, handler)
@@ -203,6 +231,51 @@ class UnitOfWorkRoute(APIRoute):
                 await request.close()
 
         return run_in_unit_of_work
+
+
+class UseUnitOfWork(Exception):
+    """Raised in a raw-pool path: roll back, and let the unit of work answer this request instead."""
+
+
+_T = TypeVar("_T")
+#: Seconds to wait for a raw connection, as the session pool's `pool_timeout`.
+RAW_POOL_TIMEOUT = 10
+
+# The raw pool cannot serve now (connection refused or lost, too many clients, server shutting down): the
+# unit of work then answers, 503 through the problem handlers if PostgreSQL really is unavailable.
+_RAW_POOL_UNAVAILABLE = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.OperatorInterventionError,
+)
+
+
+async def raw_transaction(services: GatewayServices, work: Callable[[Any], Awaitable[_T]]) -> _T | None:
+    """Run `work(connection)` in one transaction on the raw pool; None when the unit of work must answer.
+
+    The unit of work's rules: committed when `work` returns, rolled back when it raises; run again from
+    the start when PostgreSQL aborted it as a deadlock victim or a serialization failure.
+    """
+    for attempt in range(1, UNIT_OF_WORK_ATTEMPTS + 1):
+        try:
+            async with (
+                services.raw_pool.acquire(timeout=RAW_POOL_TIMEOUT) as connection,
+                connection.transaction(),
+            ):
+                return await work(connection)
+        except UseUnitOfWork:
+            return None
+        except asyncpg.PostgresError as error:
+            if attempt == UNIT_OF_WORK_ATTEMPTS or error.sqlstate not in _RETRYABLE_SQLSTATES:
+                if isinstance(error, _RAW_POOL_UNAVAILABLE):
+                    return None
+                raise
+            log.info("unit_of_work_retried", attempt=attempt, sqlstate=error.sqlstate)
+        except _RAW_POOL_UNAVAILABLE:
+            return None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 #: How many times a request runs when PostgreSQL aborts its transaction as a deadlock victim.

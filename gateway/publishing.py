@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, exists, literal, or_, select, union_all
@@ -169,6 +171,36 @@ async def _check_publish_rules(
     return account_id
 
 
+@dataclass(frozen=True)
+class PublishPlan:
+    """What a publish command writes once its rules passed (see `plan_publish`)."""
+
+    publishes: list[queue.NewPublish]
+    #: the product's new (status, published_at), when it changes
+    status_change: tuple[str, datetime | None] | None
+    #: the tier's platform quota is exceeded: refused, but `already_listed` answers first (409 before 403)
+    quota: QuotaExceeded | None
+
+
+def plan_publish(facts: PublicationFacts, requested: list[str], vinted_account_id: int | None) -> PublishPlan:
+    """Check the publish rules that need no more reading, in the contract's order, and plan the writes.
+
+    `requested`: the platforms without duplicates, in the order asked.
+    """
+    account_id = _check_rules_up_to_listing(facts, requested, vinted_account_id)
+    status_change = None
+    if facts.lifecycle.status is ProductStatus.DRAFT:
+        change = change_status(facts.lifecycle, ProductStatus.PUBLISHED, now=facts.now)
+        status_change = (change.status.value, change.published_at)
+    return PublishPlan(
+        publishes=[
+            queue.NewPublish(platform, account_id if platform == "vinted" else None) for platform in requested
+        ],
+        status_change=status_change,
+        quota=_quota_error(facts, requested),
+    )
+
+
 async def publish(
     session: AsyncSession,
     tenant_id: int,
@@ -185,23 +217,16 @@ async def publish(
     facts = await lock_publication_facts(session, tenant_id, product_id, vinted_account_id)
     if facts is None:
         raise NotFound("No such product.")
-    account_id = _check_rules_up_to_listing(facts, requested, vinted_account_id)
-    quota = _quota_error(facts, requested)
-    if quota is not None:
+    plan = plan_publish(facts, requested, vinted_account_id)
+    if plan.quota is not None:
         await _refuse_if_listed(session, product_id, requested)  # the contract's order: 409 before 403
-        raise quota
-    status_change = None
-    if facts.lifecycle.status is ProductStatus.DRAFT:
-        change = change_status(facts.lifecycle, ProductStatus.PUBLISHED, now=facts.now)
-        status_change = (change.status.value, change.published_at)
+        raise plan.quota
     jobs = await queue.enqueue_publishes(
         session,
         tenant_id=tenant_id,
         product_id=product_id,
-        publishes=[
-            queue.NewPublish(platform, account_id if platform == "vinted" else None) for platform in requested
-        ],
-        status_change=status_change,
+        publishes=plan.publishes,
+        status_change=plan.status_change,
     )
     if jobs is None:
         await _refuse_if_listed(session, product_id, requested)

@@ -183,6 +183,10 @@ class StrictJsonRequest(Request):
             self._json = decode_json_body(await self.body(), self.opaque)
         return self._json
 
+    def decoded_json(self) -> Any:
+        """The JSON body `check_request_input` decoded, or None when it decoded none."""
+        return getattr(self, "_json", None)
+
 
 async def check_request_input(request: StrictJsonRequest) -> None:
     """Refuse unstorable text in the query and path, and decode a JSON body once, before any handler."""

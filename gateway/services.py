@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -14,7 +15,7 @@ from gateway.plugin_hub import PluginHub
 from gateway.tokens import TokenService
 from ops.config.settings import Settings
 from persistence.accounts import TenantSchemaMigrator
-from persistence.database import Database, connect_database
+from persistence.database import Database, connect_database, connect_raw_pool
 
 
 @dataclass
@@ -30,8 +31,20 @@ class GatewayServices:
     plugin_hub: PluginHub
     #: creates a registering tenant's schema (given by whoever starts the gateway: see `create_app`)
     tenant_migrator: TenantSchemaMigrator
+    #: an asyncpg pool without SQLAlchemy for the hot commands' raw paths (`start` opens it)
+    raw_pool: Any = field(default=None)
+
+    async def start(self) -> None:
+        """Open the raw pool, sized like the session pool; it connects on first use."""
+        self.raw_pool = await connect_raw_pool(
+            self.settings.async_database_url,
+            size=self.settings.db_pool_size + self.settings.db_max_overflow,
+            min_size=0,
+        )
 
     async def close(self) -> None:
+        if self.raw_pool is not None:
+            await self.raw_pool.close()
         self.passwords.close()
         self.images.close()
         await self.plugin_hub.close()

@@ -81,20 +81,22 @@ def asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-async def connect_raw_pool(url: str, *, size: int) -> Any:
+async def connect_raw_pool(url: str, *, size: int, min_size: int = 1) -> Any:
     """An asyncpg pool of its own, without SQLAlchemy, for the hot paths' single statements.
 
     Same connection settings as `connect_database`, but generic plans. Each statement sent on it runs in
     its own transaction (`persistence.tenancy.in_schema` names the tenant's schema in it); jsonb values
     cross it as text. Nothing sent on it leaves state on the connection (no SET, no advisory lock, no
     LISTEN, no open transaction: a failed statement rolls its own back), so a connection goes back to the
-    pool without asyncpg's reset query, one round trip per use saved.
+    pool without asyncpg's reset query, one round trip per use saved. A transaction left open (a request
+    cancelled in it) is still rolled back on release: asyncpg does that before calling the reset.
+    `min_size=0` opens no connection until the first use (a gateway starts while PostgreSQL is down).
     """
     import asyncpg
 
     return await asyncpg.create_pool(
         asyncpg_dsn(url),
-        min_size=1,
+        min_size=min_size,
         max_size=size,
         timeout=5,
         command_timeout=60,

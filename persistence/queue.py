@@ -510,26 +510,28 @@ async def enqueue_coalesced(
 
 # A publish command's writes in one statement: unless the product is already listed (or being listed)
 # on one of the platforms, the product's new status, its pending listings, the pending jobs, the tenant's
-# work mark, and the dispatcher's wake-up (NOTIFY, delivered on commit).
-_ENQUEUE_PUBLISHES = """
+# work mark, and the dispatcher's wake-up (NOTIFY, delivered on commit). `{schema}.` before every tenant
+# table: dropped on the session (its search_path names the tenant), the schema named on the raw pool.
+_PUBLISHES_TEMPLATE = """
 WITH listed AS (
     SELECT 1 FROM unnest($2::varchar[]) AS r(platform)
-    WHERE EXISTS (SELECT 1 FROM platform_listings AS l WHERE l.product_id = $1 AND l.platform = r.platform
-                  AND l.status = ANY($9::varchar[]))
-       OR EXISTS (SELECT 1 FROM plugin_queue AS q WHERE q.product_id = $1 AND q.platform = r.platform
-                  AND q.action = 'publish' AND q.status = ANY($10::varchar[]))
+    WHERE EXISTS (SELECT 1 FROM {schema}.platform_listings AS l
+                  WHERE l.product_id = $1 AND l.platform = r.platform AND l.status = ANY($9::varchar[]))
+       OR EXISTS (SELECT 1 FROM {schema}.plugin_queue AS q
+                  WHERE q.product_id = $1 AND q.platform = r.platform AND q.action = 'publish'
+                    AND q.status = ANY($10::varchar[]))
 ), product AS (
-    UPDATE products SET status = $4, published_at = $5, version = version + 1, updated_at = now()
+    UPDATE {schema}.products SET status = $4, published_at = $5, version = version + 1, updated_at = now()
     WHERE id = $1 AND $4::varchar IS NOT NULL AND NOT EXISTS (SELECT 1 FROM listed)
 ), listing AS (
-    INSERT INTO platform_listings (product_id, platform, status, vinted_account_id)
+    INSERT INTO {schema}.platform_listings (product_id, platform, status, vinted_account_id)
     SELECT $1, r.platform, 'pending', r.account FROM unnest($2::varchar[], $3::int[]) AS r(platform, account)
     WHERE NOT EXISTS (SELECT 1 FROM listed)
     ON CONFLICT (product_id, platform) DO UPDATE
         SET status = 'pending', vinted_account_id = EXCLUDED.vinted_account_id, updated_at = now()
 ), jobs AS (
-    INSERT INTO plugin_queue (id, product_id, platform, action, status, attempts, runs, max_attempts,
-                              payload, progress)
+    INSERT INTO {schema}.plugin_queue (id, product_id, platform, action, status, attempts, runs,
+                                       max_attempts, payload, progress)
     SELECT r.id, $1, r.platform, 'publish', 'pending', 0, 0, $7, r.payload, '{}'::jsonb
     FROM unnest($6::uuid[], $2::varchar[], $8::jsonb[]) AS r(id, platform, payload)
     WHERE NOT EXISTS (SELECT 1 FROM listed)
@@ -542,6 +544,7 @@ WITH listed AS (
 )
 SELECT j.*, pg_notify($12, concat_ws(':', $11::text, j.id::text, j.platform, '1')) AS notified FROM jobs AS j
 """
+_ENQUEUE_PUBLISHES = _PUBLISHES_TEMPLATE.replace("{schema}.", "")
 
 
 @dataclass(frozen=True)
@@ -566,9 +569,36 @@ async def enqueue_publishes(
     in `publishes` order, or None (nothing written) when one platform already has a listing or an
     unfinished publish: the check runs in the statement, after the product's row lock was taken.
     """
+    return await _enqueue_publishes(
+        await driver_connection(session), _ENQUEUE_PUBLISHES, tenant_id, product_id, publishes, status_change
+    )
+
+
+async def enqueue_publishes_in(
+    connection: Any,
+    schema: str,
+    *,
+    tenant_id: int,
+    product_id: int,
+    publishes: list[NewPublish],
+    status_change: tuple[str, datetime | None] | None,
+) -> list[Mapping[str, Any]] | None:
+    """`enqueue_publishes` on a raw asyncpg connection in a transaction, the tenant's schema named."""
+    statement = in_schema(_PUBLISHES_TEMPLATE, schema)
+    return await _enqueue_publishes(connection, statement, tenant_id, product_id, publishes, status_change)
+
+
+async def _enqueue_publishes(
+    connection: Any,
+    statement: str,
+    tenant_id: int,
+    product_id: int,
+    publishes: list[NewPublish],
+    status_change: tuple[str, datetime | None] | None,
+) -> list[Mapping[str, Any]] | None:
     status, published_at = status_change if status_change is not None else (None, None)
-    rows = await (await driver_connection(session)).fetch(
-        _ENQUEUE_PUBLISHES,
+    rows = await connection.fetch(
+        statement,
         product_id,
         [publish.platform for publish in publishes],
         [publish.vinted_account_id for publish in publishes],

@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     plugin_task_retention_days: int = Field(7, ge=1)
     retention_batch_size: int = Field(1000, ge=1, le=100_000)
 
+    #: Each process's SQLAlchemy pool. A gateway also opens a raw asyncpg pool of the same total size
+    #: (pool + overflow) for the publish command's hot path, connected on demand: count both against
+    #: PostgreSQL's `max_connections`.
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
 
