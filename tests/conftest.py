@@ -130,9 +130,9 @@ async def _flush_redis(redis_url: str) -> None:
 @pytest.fixture
 async def app(migrated: Settings) -> AsyncIterator[FastAPI]:
     from gateway.app import create_app
-    from migrations.runner import upgrade_tenant_schema
+    from tests.tenant_schemas import replayed_tenant_migration
 
-    application = create_app(migrated, tenant_migrator=upgrade_tenant_schema)
+    application = create_app(migrated, tenant_migrator=replayed_tenant_migration)
     async with application.router.lifespan_context(application):
         yield application
 
