@@ -1,8 +1,9 @@
 """Test services: real PostgreSQL and Redis.
 
 URLs come from DATABASE_URL / REDIS_URL when set, else the servers on 127.0.0.1 when they answer, else
-embedded ones under ./.stoflow/test. Each test run gets its own database (dropped at the end) and its own
-Redis database number, flushed before each test.
+embedded ones under ./.stoflow/test. Each test run gets its own database (dropped at the end; its commits do
+not wait for the disk) and its own Redis database number, flushed before each test. The apps the tests build
+create registering tenants' schemas with tests/tenant_schemas.py (the tenant migration, recorded once).
 """
 
 from __future__ import annotations
