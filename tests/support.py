@@ -49,9 +49,9 @@ async def app_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a fresh app built with other settings; `configure` may add test-only routes first."""
     from gateway.app import create_app
-    from migrations.runner import upgrade_tenant_schema
+    from tests.tenant_schemas import replayed_tenant_migration
 
-    application = create_app(settings, tenant_migrator=upgrade_tenant_schema)
+    application = create_app(settings, tenant_migrator=replayed_tenant_migration)
     if configure is not None:
         configure(application)
     async with application.router.lifespan_context(application):

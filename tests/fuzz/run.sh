@@ -18,6 +18,8 @@ export MEDIA_ROOT="$(mktemp -d)"
 PY=.venv/bin/python
 
 psql "$PG/postgres" -qc "CREATE DATABASE \"$DB\"" >/dev/null
+# As the test suite's database (tests/conftest.py): commits do not wait for the disk; nothing crashes PostgreSQL.
+psql "$PG/postgres" -qc "ALTER DATABASE \"$DB\" SET synchronous_commit = off" >/dev/null
 cleanup() {
   [[ -n "${API_PID:-}" ]] && kill "$API_PID" 2>/dev/null && wait "$API_PID" 2>/dev/null || true
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null || true

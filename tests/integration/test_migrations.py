@@ -27,6 +27,7 @@ from persistence.database import Database, connect_database
 from persistence.tenancy import tenant_schema
 from tests.scale import KILLED_MIGRATION_TENANTS, MIGRATION_TENANTS
 from tests.support import pg_connection, schema_names, schema_tables
+from tests.tenant_schemas import replayed_tenant_migration
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE_SCHEMAS = {"public", "product_attributes"}
@@ -297,6 +298,62 @@ async def test_a_migrated_tenant_schema_matches_the_models(migrated: Settings, d
         # A server without pg_trgm gets no search indexes, by design of migration 0001.
         differences = [diff for diff in differences if "_trgm" not in str(diff)]
     assert differences == []
+
+
+async def _schema_catalogue(connection: asyncpg.Connection, schema: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Columns, constraints, indexes and sequences of a schema, its own name written as `S`."""
+
+    def same_name(rows: list[asyncpg.Record]) -> list[tuple[Any, ...]]:
+        return sorted(tuple(str(v).replace(f'"{schema}"', "S").replace(schema, "S") for v in r) for r in rows)
+
+    return {
+        "columns": same_name(
+            await connection.fetch(
+                "SELECT table_name, column_name, ordinal_position, data_type, udt_name, is_nullable, "
+                "column_default, character_maximum_length, numeric_precision, numeric_scale "
+                "FROM information_schema.columns WHERE table_schema = $1",
+                schema,
+            )
+        ),
+        "constraints": same_name(
+            await connection.fetch(
+                "SELECT t.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                "JOIN pg_class t ON t.oid = c.conrelid WHERE c.connamespace = $1::regnamespace",
+                schema,
+            )
+        ),
+        "indexes": same_name(
+            await connection.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1", schema)
+        ),
+        "sequences": same_name(
+            await connection.fetch(
+                "SELECT sequence_name, data_type, start_value, increment "
+                "FROM information_schema.sequences WHERE sequence_schema = $1",
+                schema,
+            )
+        ),
+    }
+
+
+async def test_the_suites_replayed_tenant_migration_builds_what_the_migration_builds(
+    migrated: Settings, database: Database
+) -> None:
+    """The apps the tests build register tenants through tests/tenant_schemas.py, which replays the tenant
+    migration's recorded statements: their schemas must be the migration's, column for column."""
+    prefix = migrated.tenant_schema_prefix
+    async with pg_connection(migrated) as connection:
+        by_alembic, replayed = await _new_tenants(connection, 2, "replay-")
+    await migrate_tenants(database.engine, prefix, [by_alembic])
+    async with database.engine.begin() as connection:
+        assert await replayed_tenant_migration(connection, tenant_schema(prefix, replayed))
+    async with pg_connection(migrated) as connection:
+        await _assert_all_at_head(connection, [tenant_schema(prefix, replayed)])
+        expected = await _schema_catalogue(connection, tenant_schema(prefix, by_alembic))
+        assert await _schema_catalogue(connection, tenant_schema(prefix, replayed)) == expected
+        assert all(expected.values())
+    # An existing schema is left to the real migration, which finds it at the head.
+    report = await migrate_tenants(database.engine, prefix, [replayed])
+    assert report.already_current == [replayed]
 
 
 async def test_the_core_schemas_match_the_models(database: Database) -> None:

@@ -74,7 +74,7 @@ def sandbox_url() -> Iterator[str]:
 def gateway_url(migrated: Settings) -> Iterator[str]:
     """The real gateway on a socket, so long polls, signed image URLs and reports go over HTTP."""
     from gateway.app import create_app
-    from migrations.runner import upgrade_tenant_schema
+    from tests.tenant_schemas import replayed_tenant_migration
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -82,7 +82,7 @@ def gateway_url(migrated: Settings) -> Iterator[str]:
     sock.close()
     settings = migrated.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
     config = uvicorn.Config(
-        create_app(settings, tenant_migrator=upgrade_tenant_schema),
+        create_app(settings, tenant_migrator=replayed_tenant_migration),
         host="127.0.0.1",
         port=port,
         log_level="critical",

@@ -237,10 +237,10 @@ async def test_lease_expiry_hands_the_task_out_again(
 async def small_window_client(migrated: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
     """The gateway with a Vinted budget of 3 requests per 3 s (the test window), and its settings."""
     from gateway.app import create_app
-    from migrations.runner import upgrade_tenant_schema
+    from tests.tenant_schemas import replayed_tenant_migration
 
     settings = migrated.model_copy(update={"vinted_rate_limit": 3, "vinted_rate_window_seconds": 3})
-    application = create_app(settings, tenant_migrator=upgrade_tenant_schema)
+    application = create_app(settings, tenant_migrator=replayed_tenant_migration)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

@@ -73,11 +73,11 @@ def sandbox_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def gateway_url(check_settings: Settings) -> Iterator[str]:
     from gateway.app import create_app
-    from migrations.runner import upgrade_tenant_schema
+    from tests.tenant_schemas import replayed_tenant_migration
 
     port = int(check_settings.public_base_url.rsplit(":", 1)[1])
     config = uvicorn.Config(
-        create_app(check_settings, tenant_migrator=upgrade_tenant_schema),
+        create_app(check_settings, tenant_migrator=replayed_tenant_migration),
         host="127.0.0.1",
         port=port,
         log_level="critical",
