@@ -512,6 +512,10 @@ async def enqueue_coalesced(
 # on one of the platforms, the product's new status, its pending listings, the pending jobs, the tenant's
 # work mark, and the dispatcher's wake-up (NOTIFY, delivered on commit). `{schema}.` before every tenant
 # table: dropped on the session (its search_path names the tenant), the schema named on the raw pool.
+# A work mark already due only needs to stay: the command holds it shared until it commits, which keeps the
+# sweep from settling the tenant before it can see these jobs (`settle_tenant` locks the mark, then reads the
+# rows), and a tenant's commands no longer queue behind each other's commit on that row, as they did when
+# each one bumped it. A missing mark, or one due later, is written (and bumped) as before.
 _PUBLISHES_TEMPLATE = """
 WITH listed AS (
     SELECT 1 FROM unnest($2::varchar[]) AS r(platform)
@@ -537,8 +541,11 @@ WITH listed AS (
     WHERE NOT EXISTS (SELECT 1 FROM listed)
     RETURNING id, product_id, platform, action, status, attempts, max_attempts, error, result,
               next_attempt_at, created_at, updated_at
+), mark AS (
+    SELECT due_at FROM public.tenant_work WHERE tenant_id = $11 AND due_at <= now() FOR SHARE
 ), work AS (
-    INSERT INTO public.tenant_work (tenant_id, due_at) SELECT $11, now() WHERE EXISTS (SELECT 1 FROM jobs)
+    INSERT INTO public.tenant_work (tenant_id, due_at) SELECT $11, now()
+    WHERE EXISTS (SELECT 1 FROM jobs) AND NOT EXISTS (SELECT 1 FROM mark)
     ON CONFLICT (tenant_id) DO UPDATE SET version = public.tenant_work.version + 1,
         due_at = least(public.tenant_work.due_at, EXCLUDED.due_at)
 )
@@ -763,12 +770,23 @@ async def due_tenants(session: AsyncSession, limit: int = 1000) -> list[tuple[in
 
 
 async def settle_tenant(
-    session: AsyncSession, tenant_id: int, seen_version: int, next_due: datetime | None
-) -> None:
-    """After a sweep of the tenant: forget it (nothing left) or come back at `next_due`.
+    session: AsyncSession,
+    tenant_id: int,
+    seen_version: int,
+    stale_after: timedelta,
+    plugin_max_age: timedelta,
+) -> datetime | None:
+    """After a sweep of the tenant: forget it (nothing left) or come back when its rows are next due;
+    return when (None: forgotten).
 
-    Unless new work arrived meanwhile (its version moved): then it stays due now.
+    The mark is locked before the rows are read: a publish holds it shared until it commits (see
+    `_PUBLISHES_TEMPLATE`) without moving its version, so only rows read after that lock are sure to include
+    its jobs. Work that bumped the version meanwhile keeps the tenant due now.
     """
+    await session.execute(
+        text("SELECT 1 FROM public.tenant_work WHERE tenant_id = :tenant FOR UPDATE"), {"tenant": tenant_id}
+    )
+    next_due = await next_due_at(session, stale_after, plugin_max_age)
     if next_due is None:
         await session.execute(
             text("DELETE FROM public.tenant_work WHERE tenant_id = :tenant AND version = :version"),
@@ -781,6 +799,7 @@ async def settle_tenant(
             ),
             {"tenant": tenant_id, "version": seen_version, "due": next_due},
         )
+    return next_due
 
 
 # --- the dispatcher's sweep ----------------------------------------------------------------------------

@@ -209,10 +209,13 @@ class Dispatcher:
                 )
         handed = await self._hand_off_many(tenant_id, due, swept=True)
         async with tenant_transaction(self.db.session_factory, prefix, tenant_id) as session:
-            next_due = await queue.next_due_at(
-                session, STALE_HANDOFF, timedelta(seconds=self.settings.plugin_task_max_age)
+            next_due = await queue.settle_tenant(
+                session,
+                tenant_id,
+                version,
+                STALE_HANDOFF,
+                timedelta(seconds=self.settings.plugin_task_max_age),
             )
-            await queue.settle_tenant(session, tenant_id, version, next_due)
         if next_due is None:
             self._states.pop(tenant_id, None)
         return handed

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,8 +19,10 @@ from structlog.testing import LogCapture
 from ops.config.settings import Settings
 from persistence import queue
 from persistence.database import connect_database
+from persistence.tenancy import tenant_schema
 from tests.integration.test_pipeline import FakeMarketplace, _product, _tenant_with_ebay
 from tests.pipeline_support import running_pipeline, wait_for_job
+from tests.support import pg_connection
 from workers.dispatcher import Dispatcher
 from workers.pool import queue_name
 
@@ -135,3 +140,55 @@ async def test_a_sweep_does_not_hand_again_a_run_that_finished_while_it_looked(
     assert queued == [], "a finished run is not handed to ARQ a second time"
     history = (await client.get(f"/api/jobs/{job['id']}", headers=headers)).json()
     assert history["status"] == "succeeded"
+
+
+async def test_a_publish_committing_while_the_sweep_settles_the_tenant_keeps_it_swept(
+    client: httpx.AsyncClient, migrated: Settings
+) -> None:
+    """A publish holds the tenant's work mark shared (it no longer bumps it); the sweep settling a tenant
+    with nothing left must wait for it and then see its jobs, not forget the tenant they belong to."""
+    headers = await _tenant_with_ebay(client)
+    first, second = await _product(client, headers), await _product(client, headers)
+    tenant_id = (await client.get("/api/auth/me", headers=headers)).json()["tenant_id"]
+    accepted = await client.post(
+        f"/api/products/{first['id']}/publications", json={"platforms": ["ebay"]}, headers=headers
+    )
+    cancelled = await client.post(f"/api/jobs/{accepted.json()['jobs'][0]['id']}/cancel", headers=headers)
+    assert cancelled.status_code == 200, cancelled.text
+    schema = tenant_schema(migrated.tenant_schema_prefix, tenant_id)
+    dispatcher = Dispatcher(migrated)
+    async with pg_connection(migrated) as publisher, pg_connection(migrated) as watcher:
+        # Nothing unfinished is left, but the mark is still there and due: the next sweep would forget it.
+        version = await watcher.fetchval(
+            "SELECT version FROM public.tenant_work WHERE tenant_id = $1 AND due_at <= now()", tenant_id
+        )
+        assert version is not None
+        try:
+            async with publisher.transaction():
+                jobs = await queue.enqueue_publishes_in(
+                    publisher,
+                    schema,
+                    tenant_id=tenant_id,
+                    product_id=int(second["id"]),
+                    publishes=[queue.NewPublish("ebay")],
+                    status_change=("published", datetime.now(UTC)),
+                )
+                assert jobs is not None
+                sweep = asyncio.create_task(dispatcher._sweep_tenant(tenant_id, int(version)))
+                deadline = time.monotonic() + 10
+                while not await watcher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                ):
+                    assert not sweep.done(), sweep.exception() if sweep.done() else None
+                    assert time.monotonic() < deadline, "the sweep never waited for the publish"
+                    await asyncio.sleep(0.02)
+            await asyncio.wait_for(sweep, timeout=30)
+        finally:
+            await dispatcher.close()
+        due = await watcher.fetchval(
+            "SELECT due_at <= now() FROM public.tenant_work WHERE tenant_id = $1", tenant_id
+        )
+    assert due is True, "the tenant with the new publish left the sweep's index"
+    job = (await client.get(f"/api/jobs/{jobs[0]['id']}", headers=headers)).json()
+    assert job["status"] == "pending"
