@@ -28,7 +28,12 @@ Full-scale runs recorded (2026-12-03, 2-core machine shared with other runs, 30 
 - seeds 13476936424141864953, 4003505185719956083, 15094940345722204020: 20 examples each, pass (16 s,
   23 s, 20 s); earlier seeds 12806554460989905338, 1243196742124716876, 11975845441024300090 passed too,
   before the invariant's "only a gone product's delist waits on" clause was added;
-- seed 15125450751902447050 with STOFLOW_STATEFUL_EXAMPLES=100 (before that clause): pass, 270 s.
+- seed 15125450751902447050 with STOFLOW_STATEFUL_EXAMPLES=100 (before that clause): pass, 270 s;
+- on the final tree, 60 random examples found "gone product still on eBay": a publish whose create landed at
+  the fake but whose answer was lost, then a sale cancelled it as never having reached eBay. The fake created
+  the listing in one call with no step saved before it, which none of our adapters does (eBay saves the offer
+  before publishOffer, Etsy the draft before activating it: `JobInput`'s contract); the fake now saves its
+  step first, as they do, and the example passes, as do two more runs of 60 and 20 examples.
 """
 
 from __future__ import annotations
@@ -95,6 +100,10 @@ class FakeEbay:
             raise TransientPlatformError("eBay timed out")
         if mode == "refuse":
             raise PermanentPlatformError("platform_rejected", "eBay refused the listing")
+        # The adapters' contract (workers/platforms/base.py): a step is saved before the call that can put
+        # the listing live (eBay's offer before publishOffer, Etsy's draft before it is activated), so a run
+        # whose answer is lost counts as having reached the marketplace and a sale takes it down on landing.
+        await job.save_progress({"offer_id": f"offer-{job.product.id}"})
         # Found by the product's identity before creating: a retry never creates a second listing.
         listing = self.listings.setdefault(job.product.id, f"eb-{uuid.uuid4().hex[:8]}")
         if mode == "fail_after":

@@ -31,7 +31,14 @@ CredentialsLock = Callable[[], AbstractAsyncContextManager[LockedCredentials]]
 
 @dataclass(frozen=True)
 class JobInput:
-    """Everything one run of a job may read; `save_progress` records a finished step durably."""
+    """Everything one run of a job may read; `save_progress` records a finished step durably.
+
+    An adapter saves a step before any call that can put a listing live (eBay: the offer before publishOffer;
+    Etsy: the draft before it is activated; Vinted: the task handed to the plugin). A run whose answer is
+    lost then counts as having reached the marketplace, so a sale meanwhile lets it land and takes the
+    listing down, instead of cancelling a publish whose listing may exist (the lifecycle state machine's
+    fake eBay follows this contract).
+    """
 
     tenant_id: int
     job_id: uuid.UUID
