@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
-from fastapi import FastAPI
 from sqlalchemy import text
 
 from ops.config.settings import Settings
-from persistence.database import Database, connect_database
+from persistence.database import Database
 from persistence.tenancy import tenant_schema, tenant_transaction
 from tests.integration.test_job_lifecycle import SUCCESS_BODIES, _publish, _report, _take_task
 from tests.integration.test_plugin_queue import _expire_lease, _vinted_product, _vinted_tenant
@@ -36,23 +33,6 @@ from workers.context import WorkerApp
 from workers.errors import TransientPlatformError
 from workers.platforms.base import JobInput, ListingOutcome
 from workers.sync import sync_tenant
-
-
-@pytest.fixture
-async def plugin(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The plugin's own connection (its long polls must not block the user's requests)."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=40) as http:
-        yield http
-
-
-@pytest.fixture
-async def database(migrated: Settings) -> AsyncIterator[Database]:
-    db = connect_database(migrated.async_database_url, pool_size=2)
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 async def _live_on_vinted(

@@ -10,19 +10,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import text
 
 from ops.config.settings import Settings
 from persistence import plugin_tasks, queue
-from persistence.database import Database, connect_database
+from persistence.database import Database
 from persistence.tenancy import tenant_schema, tenant_transaction
 from tests.integration.test_plugin_queue import (
     _expire_lease,
@@ -38,23 +36,6 @@ SUCCESS_BODIES = [
     {"http_status": 200, "body": {"id": 8_000_000_001}},
     {"http_status": 200, "body": {"item": {"id": 5_123_456_789}}},
 ]
-
-
-@pytest.fixture
-async def plugin(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The plugin's own connection (its long polls must not block the user's requests)."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=40) as http:
-        yield http
-
-
-@pytest.fixture
-async def database(migrated: Settings) -> AsyncIterator[Database]:
-    db = connect_database(migrated.async_database_url, pool_size=2)
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 async def _publish(client: httpx.AsyncClient, headers: dict[str, str], product: dict[str, Any]) -> str:

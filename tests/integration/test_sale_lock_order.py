@@ -12,46 +12,22 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
-import pytest
-from fastapi import FastAPI
 from sqlalchemy import select
 
 from domain.sales import SaleSource
 from ops.config.settings import Settings
 from persistence import sales
-from persistence.database import Database, connect_database
+from persistence.database import Database
 from persistence.tenancy import tenant_schema, tenant_transaction
 from persistence.tenant_models import Product
-from tests.integration.test_job_lifecycle import _listing, _publish, _report, _take_task
+from tests.integration.test_job_lifecycle import SUCCESS_BODIES, _listing, _publish, _report, _take_task
 from tests.integration.test_plugin_queue import _vinted_product, _vinted_tenant
 from tests.pipeline_support import running_pipeline, wait_for_job
 from tests.support import pg_connection
 from workers.dispatcher import Dispatcher
-
-SUCCESS_BODIES = [
-    {"http_status": 200, "body": {"id": 8_000_000_001}},
-    {"http_status": 200, "body": {"item": {"id": 5_123_456_789}}},
-]
-
-
-@pytest.fixture
-async def plugin(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=40) as http:
-        yield http
-
-
-@pytest.fixture
-async def database(migrated: Settings) -> AsyncIterator[Database]:
-    db = connect_database(migrated.async_database_url, pool_size=2)
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 async def _waiting_on_a_lock(watcher: asyncpg.Connection, exclude: int) -> bool:
